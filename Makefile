@@ -1,0 +1,59 @@
+# dlstack: `make help` lists the targets. `make layers` and `make test` set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PRESET ?= quick
+# Where pip finds PyTorch. Empty: the default index (a CUDA build on Linux x86_64).
+# No GPU?  make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu   (CPU-only build, ~200 MB)
+TORCH_INDEX ?=
+PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+# The real datasets: use the shared copy beside the checkout when there is one (else the cache/download).
+ifneq ($(wildcard ../shared/data),)
+export DLSTACK_DATA ?= $(abspath ../shared/data)
+endif
+export WANDB_MODE ?= offline
+export WANDB_SILENT ?= true
+LAYER_DIRS := $(sort $(wildcard layer[0-9]_*))
+LAYER_TARGETS := $(foreach d,$(LAYER_DIRS),$(firstword $(subst _, ,$(d))))
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean
+
+help: ## show this help
+	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "  layerN       run layer N's deliverables (PRESET=quick|full); built: $(LAYER_TARGETS)"
+	@echo "Variables: PRESET=$(PRESET) TORCH_INDEX=$(TORCH_INDEX) DLSTACK_DATA=$(DLSTACK_DATA)"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_INDEX_ARGS) -c constraints.txt -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install dlstack (re-runs when pyproject/constraints change)
+
+layers: $(STAMP) ## run every built layer in order (PRESET=quick) and print one table
+	$(BIN)/python -m layer0_math.lab layers --preset $(PRESET)
+
+$(LAYER_TARGETS): layer%: $(STAMP)
+	$(BIN)/python -m $(filter layer$*_%,$(LAYER_DIRS)) --preset $(PRESET)
+
+test: $(STAMP) lint ## all tests but gpu (xdist), ruff and the import contract
+	$(BIN)/python -m pytest -n auto -m "not gpu" --durations=15
+
+test-fast: $(STAMP) ## tests not marked slow
+	$(BIN)/python -m pytest -n auto -m "not gpu and not slow"
+
+bench: $(STAMP) ## speed benchmarks: ours vs the reference, ratios (last line JSON)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP) ## ruff and the layer import contract (import-linter)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+clean: ## remove runs, caches and build leftovers (keeps .venv and the data cache)
+	rm -rf runs outputs multirun wandb .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
