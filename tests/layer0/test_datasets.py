@@ -1,0 +1,228 @@
+"""The dataset loaders: formats, the lookup order, checksums and the errors a user sees."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from layer0_math import datasets
+from layer0_math.datasets import (
+    ByteVocab,
+    CharVocab,
+    DatasetError,
+    FileSpec,
+    parse_cifar_bin,
+    parse_idx_images,
+    parse_idx_labels,
+)
+
+
+@pytest.fixture
+def empty_env(tmp_path, monkeypatch):
+    """No shared data, an empty cache, no downloads."""
+    monkeypatch.setenv("DLSTACK_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLSTACK_OFFLINE", "1")
+    (tmp_path / "data").mkdir()
+    return tmp_path
+
+
+def _idx_images(x: np.ndarray) -> bytes:
+    header = np.array([2051, *x.shape], dtype=">u4").tobytes()
+    return header + x.astype(np.uint8).tobytes()
+
+
+def _idx_labels(y: np.ndarray) -> bytes:
+    return np.array([2049, len(y)], dtype=">u4").tobytes() + y.astype(np.uint8).tobytes()
+
+
+def test_idx_round_trip():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 7)
+    np.testing.assert_array_equal(parse_idx_images(_idx_images(x)), x)
+    labels = parse_idx_labels(_idx_labels(y))
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_idx_bad_magic_and_length_are_named():
+    with pytest.raises(DatasetError, match="magic 2049, expected 2051"):
+        parse_idx_images(_idx_labels(np.zeros(30)), "f.idx")
+    with pytest.raises(DatasetError, match="header says 2x2x2"):
+        parse_idx_images(_idx_images(np.zeros((2, 2, 2)))[:-1])
+
+
+def test_cifar_record_layout():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    labels = np.array([3, 0, 9, 1])
+    records = np.concatenate([labels[:, None].astype(np.uint8), images.reshape(4, -1)], axis=1)
+    x, y = parse_cifar_bin(records.tobytes())
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y, labels)
+    with pytest.raises(DatasetError, match="3073"):
+        parse_cifar_bin(records.tobytes()[:-5])
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(DatasetError, match=r"unknown dataset 'imagenet'.*cifar10"):
+        datasets.load("imagenet")
+    with pytest.raises(DatasetError, match=r"unknown split 'valid'.*\['train', 'test'\]"):
+        datasets.load_mnist("valid")
+
+
+def test_missing_dataset_lists_every_place_looked(empty_env, monkeypatch):
+    monkeypatch.setenv("DLSTACK_DATA", f"{empty_env / 'a'}:{empty_env / 'b'}")
+    with pytest.raises(DatasetError) as err:
+        datasets.load_tiny_shakespeare()
+    msg = str(err.value)
+    for place in (
+        "a/tinyshakespeare/input.txt",
+        "b/tinyshakespeare/input.txt",
+        "cache/dlstack/tinyshakespeare/input.txt",
+    ):
+        assert place in msg, msg
+    assert "DLSTACK_OFFLINE=1" in msg and "DLSTACK_DATA" in msg
+
+
+def test_wrong_checksum_names_the_file(empty_env):
+    spec = datasets.REGISTRY["tiny_shakespeare"].files["text"]
+    bad = empty_env / "data" / spec.path
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"x" * spec.size)  # right size, wrong content
+    with pytest.raises(DatasetError, match=r"input\.txt has sha256 .* expected 86c4e6aa"):
+        datasets.load_tiny_shakespeare()
+
+
+def test_truncated_gzip_names_the_file(empty_env):
+    spec = datasets.REGISTRY["tinystories"].files["text"]
+    path = empty_env / "data" / spec.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(np.random.default_rng(0).bytes(5000))[:2000])
+    with pytest.raises(DatasetError, match=r"valid-sample\.txt\.gz is truncated"):
+        datasets.load_tinystories()
+
+
+def test_short_file_is_reported_as_truncated(empty_env):
+    spec = datasets.REGISTRY["tiny_shakespeare"].files["text"]
+    path = empty_env / "data" / spec.path
+    path.parent.mkdir(parents=True)
+    path.write_text("First Citizen:")
+    with pytest.raises(DatasetError, match="holds 14 bytes of content, expected 1,115,394"):
+        datasets.load_tiny_shakespeare()
+
+
+def _fake_text_entry(monkeypatch, source, content: bytes, sha: str | None = None):
+    spec = FileSpec(
+        "fake/text.txt",
+        sha or hashlib.sha256(content).hexdigest(),
+        len(content),
+        url=source.as_uri(),
+    )
+    entry = datasets.DatasetEntry("fake", {"text": spec}, source="a test")
+    monkeypatch.setitem(datasets.REGISTRY, "fake", entry)
+    return spec
+
+
+def test_download_goes_to_the_cache_and_is_checked(empty_env, monkeypatch):
+    monkeypatch.delenv("DLSTACK_OFFLINE")
+    source = empty_env / "server" / "text.txt"
+    source.parent.mkdir()
+    source.write_bytes(b"hello world\n")
+    _fake_text_entry(monkeypatch, source, b"hello world\n")
+    assert datasets.read_file("fake", "text") == b"hello world\n"
+    assert (empty_env / "cache" / "dlstack" / "fake" / "text.txt").read_bytes() == b"hello world\n"
+
+
+def test_download_with_bad_checksum_fails(empty_env, monkeypatch):
+    monkeypatch.delenv("DLSTACK_OFFLINE")
+    source = empty_env / "server.txt"
+    source.write_bytes(b"tampered!!!\n")
+    _fake_text_entry(monkeypatch, source, b"hello world\n")
+    with pytest.raises(DatasetError, match="sha256"):
+        datasets.read_file("fake", "text")
+
+
+def test_download_failure_is_explained(empty_env, monkeypatch):
+    monkeypatch.delenv("DLSTACK_OFFLINE")
+    _fake_text_entry(monkeypatch, empty_env / "nowhere.txt", b"x")
+    with pytest.raises(DatasetError, match="the download failed"):
+        datasets.read_file("fake", "text")
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_char_vocab_round_trip(text):
+    vocab = CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    assert ids.dtype == np.int64 and ids.max() < len(vocab)
+    assert vocab.decode(ids) == text
+
+
+@given(st.text(max_size=200))
+def test_byte_vocab_round_trip(text):
+    assert ByteVocab().decode(ByteVocab().encode(text)) == text
+
+
+def test_vocab_errors_name_the_value():
+    vocab = CharVocab.from_text("abc")
+    with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
+        vocab.encode("abz")
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        vocab.decode([0, 5])
+
+
+def test_digits_shapes():
+    x, y = datasets.load_digits()
+    assert x.shape == (1797, 8, 8) and x.dtype == np.uint8 and x.max() == 16
+    assert y.dtype == np.int64 and set(np.unique(y)) == set(range(10))
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+def test_mnist_matches_its_published_statistics():
+    x, y = datasets.load_mnist("train")
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    np.testing.assert_array_equal(
+        np.bincount(y), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    )
+    assert abs(x.mean() / 255 - 0.1307) < 1e-4 and abs(x.std() / 255 - 0.3081) < 1e-4
+    xt, yt = datasets.load_mnist("test")
+    assert xt.shape == (10000, 28, 28)
+    np.testing.assert_array_equal(yt[:5], [7, 2, 1, 0, 4])
+
+
+@pytest.mark.data
+def test_cifar10_matches_its_readme_and_second_load_is_mapped():
+    x, y = datasets.load_cifar10("test")
+    assert x.shape == (10000, 3, 32, 32) and x.dtype == np.uint8 and y.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(y), [1000] * 10)
+    mean = x.reshape(10000, 3, -1).mean(axis=(0, 2)) / 255
+    np.testing.assert_allclose(mean, [0.4941, 0.4851, 0.4504], atol=1e-4)
+    x2, y2 = datasets.load_cifar10("test")
+    assert isinstance(x2, np.memmap)
+    np.testing.assert_array_equal(x2, x)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_cifar10_train():
+    x, y = datasets.load_cifar10("train")
+    assert x.shape == (50000, 3, 32, 32)
+    np.testing.assert_array_equal(np.bincount(y), [5000] * 10)
+
+
+@pytest.mark.data
+def test_text_datasets():
+    text = datasets.load_tiny_shakespeare()
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:")
+    assert len(CharVocab.from_text(text)) == 65
+    stories = datasets.load_tinystories()
+    assert stories.startswith("Spot. Spot saw the shiny car")
