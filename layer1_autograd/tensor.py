@@ -43,7 +43,7 @@ from numbers import Number
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, expit
 
 __all__ = [
     "Tensor",
@@ -472,11 +472,8 @@ class Tensor:
             # Promote 1-D operands to matrices as numpy does: a (k,) -> (1, k), b (k,) -> (k, 1).
             a2 = a.data[None, :] if a.ndim == 1 else a.data
             b2 = b.data[:, None] if b.ndim == 1 else b.data
-            g2 = g
-            if a.ndim == 1:
-                g2 = np.expand_dims(g2, -2)
-            if b.ndim == 1:
-                g2 = np.expand_dims(g2, -1)
+            batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+            g2 = g.reshape(*batch, a2.shape[-2], b2.shape[-1])
             ga = gb = None
             if a.requires_grad:
                 ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -595,8 +592,9 @@ class Tensor:
         return Tensor.from_op(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
 
     def sigmoid(self) -> Tensor:
-        # σ(x) = ½(1 + tanh(x/2)): one transcendental and no overflow for large |x|.
-        out = 0.5 * (1 + np.tanh(0.5 * self.data))
+        # σ(x) = 1/(1 + e^{-x}) evaluated as e^{x}/(1 + e^{x}) for x < 0 (scipy's expit): no
+        # overflow, and full relative precision in the tails (σ(-40) ≈ 4e-18, not 0).
+        out = expit(self.data)
         return Tensor.from_op(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
 
     def relu(self) -> Tensor:

@@ -172,7 +172,12 @@ class Value:
         return out
 
     def sigmoid(self) -> Value:
-        s = 0.5 * (1.0 + math.tanh(0.5 * self.data))  # = 1 / (1 + e^-x), overflow-free
+        x = self.data
+        if x >= 0:
+            s = 1.0 / (1.0 + math.exp(-x))
+        else:  # same value, but e^{-x} would overflow and 1 - ... would lose the tail
+            e = math.exp(x)
+            s = e / (1.0 + e)
         out = Value(s, (self,), "sigmoid")
 
         def _backward() -> None:
