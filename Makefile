@@ -29,7 +29,6 @@ help: ## show this help
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(PIP_INDEX_ARGS) -c constraints.txt -e '.[dev]'
 	@touch $@
 
