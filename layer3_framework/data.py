@@ -154,7 +154,10 @@ class CharDataset(Dataset):
 
 
 class ResumableSampler(Sampler[int]):
-    """Epoch ``e`` yields ``randperm(n, generator seeded seed + e)[offset:]`` (or 0..n-1 unshuffled)."""
+    """Epoch ``e`` yields ``randperm(n, generator seeded seed + e)[offset:]``.
+
+    Unshuffled (``shuffle=False``) it yields ``offset, ..., n - 1``.
+    """
 
     def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
         if n < 1:

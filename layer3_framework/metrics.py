@@ -25,7 +25,8 @@ The trace of the matrix square root needs no general ``sqrtm``: with ``A = Σ₁
 **KID** is the squared maximum mean discrepancy with the polynomial kernel
 ``k(x, y) = (xᵀy / d + 1)³``, in its unbiased form over sets X (m) and Y (n):
 
-    MMD²_u = 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i, y_j) − 2/(mn) Σ_{i,j} k(x_i, y_j)
+    MMD²_u = 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i, y_j)
+             − 2/(mn) Σ_{i,j} k(x_i, y_j)
 
 averaged over random subsets. Unlike FID it is unbiased, so it is comparable across sample sizes.
 

@@ -49,7 +49,7 @@ def seed_worker(worker_id: int) -> None:
     """
     worker_seed = torch.initial_seed() % 2**32
     random.seed(worker_seed)
-    np.random.seed(worker_seed)
+    np.random.seed(worker_seed)  # noqa: NPY002 (the global stream is what gets seeded)
 
 
 def make_generator(seed: int) -> torch.Generator:
@@ -70,7 +70,7 @@ def _unb64(s: str) -> torch.Tensor:
 def rng_state() -> dict[str, Any]:
     """Every global random stream's state, as JSON-serialisable data."""
     version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     state: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss_next": gauss},
         "numpy": {
@@ -96,7 +96,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
     npy = state["numpy"]
-    np.random.set_state(
+    np.random.set_state(  # noqa: NPY002
         (
             npy["name"],
             np.asarray(npy["keys"], dtype=np.uint32),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from layer3_framework import ImageDataset, ImageTransform, build_loader
 

@@ -93,7 +93,7 @@ class _NumpyNoise(torch.utils.data.Dataset):
         return 8
 
     def __getitem__(self, i):
-        return torch.tensor(np.random.rand()), torch.tensor(i)
+        return torch.tensor(np.random.rand())  # noqa: NPY002, torch.tensor(i)
 
 
 @pytest.mark.slow
@@ -103,7 +103,9 @@ def test_batches_do_not_depend_on_worker_count_and_workers_are_seeded():
     ds = ImageDataset(x, y, t, augment=True, seed=2)
     ref = [b for b in build_loader(ds, 8, shuffle=True, seed=4)]
     par = [b for b in build_loader(ds, 8, shuffle=True, seed=4, num_workers=2)]
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ref, par))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ref, par, strict=True)
+    )
     noise1 = torch.cat([b[0] for b in build_loader(_NumpyNoise(), 4, shuffle=False, num_workers=2)])
     noise2 = torch.cat([b[0] for b in build_loader(_NumpyNoise(), 4, shuffle=False, num_workers=2)])
     assert torch.equal(noise1, noise2)  # reproducible
@@ -145,9 +147,8 @@ def test_real_cifar10_and_mnist_subsets_are_normalised():
     data = build_data(cfg, seed=0)
     x = torch.stack([data.train[i][0] for i in range(len(data.train))])
     assert x.shape == (2000, 3, 32, 32) and data.in_shape == (3, 32, 32)
-    assert (
-        x.mean(dim=(0, 2, 3)).abs().max() < 0.05 and (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
-    )
+    assert x.mean(dim=(0, 2, 3)).abs().max() < 0.05
+    assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
     labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
     assert len(labels.unique()) == 10  # the class-sorted test split was subsampled at random
     mnist = build_data(DataConfig(name="mnist", mean=[0.1307], std=[0.3081], n_train=100), 0)
