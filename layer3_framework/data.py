@@ -261,15 +261,18 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
     if cfg.name == "shakespeare":
         from layer0_math.datasets import CharVocab, load_tiny_shakespeare
 
+        # n_train / n_test count samples (windows of seq_len + 1 characters), as for images
+        n_tr = None if cfg.n_train is None else cfg.n_train * cfg.seq_len + 1
+        n_te = None if cfg.n_test is None else cfg.n_test * cfg.seq_len + 1
         if cfg.source == "real":
             text = load_tiny_shakespeare()
         else:
-            text = _synthetic_text(rng, (cfg.n_train or 4096) + (cfg.n_test or 1024))
+            text = _synthetic_text(rng, (n_tr or 8192) + (n_te or 2048))
         vocab = CharVocab.from_text(text)
         ids = np.asarray(vocab.encode(text), dtype=np.int64)
-        cut = int(0.9 * len(ids))
-        train_ids = ids[:cut] if cfg.n_train is None else ids[: min(cut, cfg.n_train)]
-        test_ids = ids[cut:] if cfg.n_test is None else ids[cut : cut + cfg.n_test]
+        cut = int(0.9 * len(ids)) if cfg.source == "real" or n_tr is None else n_tr
+        train_ids = ids[:cut] if n_tr is None else ids[: min(cut, n_tr)]
+        test_ids = ids[cut:] if n_te is None else ids[cut : cut + n_te]
         return DataBundle(
             train=CharDataset(train_ids, cfg.seq_len),
             test=CharDataset(test_ids, cfg.seq_len),

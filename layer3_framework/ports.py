@@ -91,7 +91,7 @@ class CifarCNN(nn.Module):
 
 
 class CharLM(nn.Module):
-    """Twin of layer 2's character language model: Embedding → LSTM/GRU → Linear.
+    """Twin of layer 2's character language model: Embedding → LSTM/GRU/RNN(tanh) → Linear.
 
     ids (B, T) → embeddings (B, T, E) → hidden states (B, T, H) → logits (B, T, V).
     """
@@ -105,14 +105,14 @@ class CharLM(nn.Module):
         num_layers: int = 1,
     ) -> None:
         super().__init__()
-        cells = {"lstm": nn.LSTM, "gru": nn.GRU}
+        cells = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
         if cell not in cells:
             raise ValueError(f"unknown recurrent cell {cell!r}; expected one of {list(cells)}")
         self.cell = cell
-        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.rnn = cells[cell](embed_dim, hidden_size, num_layers, batch_first=True)
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h, _ = self.rnn(self.embed(ids))  # (B, T, H)
+        h, _ = self.rnn(self.embedding(ids))  # (B, T, H)
         return self.head(h)  # (B, T, V)
