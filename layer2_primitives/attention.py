@@ -74,7 +74,7 @@ def scaled_dot_product_attention(
             "k (..., T_k, d), v (..., T_k, d_v)"
         )
     t_q, t_k = q.shape[-2], k.shape[-2]
-    scale = 1.0 / np.sqrt(q.shape[-1])
+    scale = 1.0 / float(np.sqrt(q.shape[-1]))  # a Python float keeps float32 float32
     scores = (q.data @ np.swapaxes(k.data, -1, -2)) * scale  # (..., T_q, T_k)
     mask = None
     if attn_mask is not None:

@@ -55,6 +55,47 @@ def _standardize_backward(
     return inv_std * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
 
 
+def _batch_norm_train_op(
+    x: Tensor,
+    x_hat: np.ndarray,
+    inv_std: np.ndarray,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    axes: tuple[int, ...],
+    param_shape: tuple[int, ...],
+) -> Tensor:
+    """Training-mode batch norm with the backward fused: the parameter sums are reused.
+
+    With S_1 = sum(g) = dL/dbias and S_2 = sum(g * x_hat) = dL/dweight (per channel) the
+    general formula collapses to  dL/dx = gamma / std * (g - S_1/m - x_hat * S_2/m).
+    """
+    gamma = weight.data.reshape(param_shape) if weight is not None else None
+    y = x_hat * gamma if gamma is not None else x_hat.copy()
+    if bias is not None:
+        y += bias.data.reshape(param_shape)
+    count = x.data.size // x.shape[1]
+
+    def backward(grad: np.ndarray) -> list[np.ndarray | None]:
+        sum_g = grad.sum(axis=axes, keepdims=True)  # (1, C, 1, 1)
+        sum_g_xhat = (grad * x_hat).sum(axis=axes, keepdims=True)
+        grads: list[np.ndarray | None] = [None]
+        if x.requires_grad:
+            scale = inv_std if gamma is None else gamma * inv_std
+            dx = x_hat * (sum_g_xhat / count)
+            dx += sum_g / count
+            np.subtract(grad, dx, out=dx)
+            dx *= scale
+            grads[0] = dx
+        if weight is not None:
+            grads.append(sum_g_xhat.reshape(weight.shape))
+        if bias is not None:
+            grads.append(sum_g.reshape(bias.shape))
+        return grads
+
+    parents = [x] + [p for p in (weight, bias) if p is not None]
+    return Tensor.from_op(y, parents, backward, name="batch_norm")
+
+
 def _affine(
     x: Tensor,
     x_hat: np.ndarray,
@@ -64,7 +105,11 @@ def _affine(
     dx_from_dx_hat,
     name: str,
 ) -> Tensor:
-    """y = weight * x_hat + bias as one op; `dx_from_dx_hat` turns dL/dx_hat into dL/dx."""
+    """y = weight * x_hat + bias as one op; `dx_from_dx_hat` turns dL/dx_hat into dL/dx.
+
+    Only dL/dx_hat = g * weight reaches `dx_from_dx_hat`; the affine gradients are the sums
+    dL/dweight = sum(g * x_hat) and dL/dbias = sum(g) over the broadcast axes.
+    """
     y = x_hat if weight is None else x_hat * weight.data.reshape(param_shape)
     if bias is not None:
         y = y + bias.data.reshape(param_shape)
@@ -123,9 +168,7 @@ def batch_norm(
             running_var *= 1 - momentum
             running_var += momentum * var_unbiased.astype(running_var.dtype)
 
-        def dx_from_dx_hat(dx_hat: np.ndarray) -> np.ndarray:
-            return _standardize_backward(dx_hat, x_hat, inv_std, axes)
-
+        return _batch_norm_train_op(x, x_hat, inv_std, weight, bias, axes, param_shape)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var")

@@ -47,6 +47,13 @@ def _window_args(
     return kernel, stride, padding, out
 
 
+def _slab(a: np.ndarray, u: int, v: int, stride: tuple[int, int], out: tuple[int, int]):
+    """The (N, C, H_out, W_out) strided view of the window cells at kernel offset (u, v)."""
+    rows = slice(u, u + stride[0] * (out[0] - 1) + 1, stride[0])
+    cols = slice(v, v + stride[1] * (out[1] - 1) + 1, stride[1])
+    return a[:, :, rows, cols]
+
+
 def max_pool2d(
     x: Tensor,
     kernel_size: int | Sequence[int],
@@ -54,18 +61,24 @@ def max_pool2d(
     padding: int | Sequence[int] = 0,
 ) -> Tensor:
     """Max over each window, as `F.max_pool2d`. (N, C, H, W) -> (N, C, Ho, Wo)."""
-    kernel, stride, padding, (ho, wo) = _window_args(x, kernel_size, stride, padding)
-    n, c = x.shape[:2]
-    x_pad = pad2d(x.data, padding, value=-np.inf)
-    windows = extract_patches(x_pad, kernel, stride, (ho, wo)).reshape(n, c, ho, wo, -1)
-    winner = windows.argmax(axis=-1)[..., None]  # (N, C, Ho, Wo, 1) flat offset u*kW + v
-    y = np.take_along_axis(windows, winner, axis=-1)[..., 0]
+    kernel, stride, (ph, pw), out = _window_args(x, kernel_size, stride, padding)
+    x_pad = pad2d(x.data, (ph, pw), value=-np.inf)
+    offsets = [(u, v) for u in range(kernel[0]) for v in range(kernel[1])]
+    # Running max over the kH*kW kernel offsets (each a whole strided slab of the input);
+    # a strict ">" keeps the FIRST maximum in row-major window order, as torch does.
+    y = _slab(x_pad, 0, 0, stride, out).copy()
+    winner = np.zeros(y.shape, dtype=np.int8 if len(offsets) < 128 else np.int64)
+    for j, (u, v) in enumerate(offsets[1:], start=1):
+        candidate = _slab(x_pad, u, v, stride, out)
+        better = candidate > y
+        np.copyto(y, candidate, where=better)
+        winner[better] = j
 
     def backward(grad: np.ndarray) -> list[np.ndarray]:
-        per_window = np.zeros((n, c, ho, wo, kernel[0] * kernel[1]), dtype=grad.dtype)
-        np.put_along_axis(per_window, winner, grad[..., None], axis=-1)
-        per_window = per_window.reshape(n, c, ho, wo, *kernel).transpose(0, 1, 4, 5, 2, 3)
-        return [crop2d(fold_patches(per_window, x_pad.shape, stride), padding)]
+        dx_pad = np.zeros(x_pad.shape, dtype=grad.dtype)
+        for j, (u, v) in enumerate(offsets):
+            _slab(dx_pad, u, v, stride, out)[...] += np.where(winner == j, grad, 0)
+        return [crop2d(dx_pad, (ph, pw))]
 
     return Tensor.from_op(y, [x], backward, name="max_pool2d")
 

@@ -45,23 +45,25 @@ def state_arrays(module: Module) -> dict[str, np.ndarray]:
 
 
 def load_state_arrays(module: Module, state: dict[str, np.ndarray]) -> None:
-    """Inverse of `state_arrays`: copy parameters and buffers in; clear errors on mismatch."""
+    """Inverse of `state_arrays`: copy parameters and buffers in; clear errors on mismatch.
+
+    The batch counter `num_batches_tracked` may come back with shape (1,) instead of () (the
+    safetensors writer stores at least one dimension); any one-element array is accepted.
+    """
     buffers = named_buffers(module)
-    params = {k: v for k, v in state.items() if k not in buffers}
     missing = sorted(set(buffers) - set(state))
     if missing:
         raise KeyError(f"load_state_arrays: missing buffers {missing}")
-    module.load_state_dict(params)
+    module.load_state_dict({k: v for k, v in state.items() if k not in buffers})
     for prefix, sub in named_modules(module):
-        if callable(getattr(sub, "buffers", None)) and hasattr(sub, "num_batches_tracked"):
-            key = f"{prefix}num_batches_tracked"
-            if key in state:
-                sub.num_batches_tracked = int(np.asarray(state[key]))
-    for name, buf in buffers.items():
-        value = np.asarray(state[name])
-        if value.shape != buf.shape:
-            raise ValueError(
-                f"load_state_arrays: '{name}' has shape {value.shape}, buffer {buf.shape}"
-            )
-        if buf.ndim:
-            buf[...] = value
+        for name, buf in (getattr(sub, "buffers", dict)() or {}).items():
+            value = np.asarray(state[f"{prefix}{name}"])
+            if name == "num_batches_tracked":
+                sub.num_batches_tracked = int(value.reshape(-1)[0])
+            elif value.shape != buf.shape:
+                raise ValueError(
+                    f"load_state_arrays: '{prefix}{name}' has shape {value.shape}, "
+                    f"buffer {buf.shape}"
+                )
+            else:
+                buf[...] = value
