@@ -1,0 +1,110 @@
+"""Trainer overhead: the CIFAR-10 CNN through layer 3's Trainer vs a minimal hand-written loop.
+
+Both train the same model (same initial weights) on the same pre-built batches of tensors in one
+process, fp32 on the CPU (or the best device). Rounds alternate (hand, trainer, hand, ...) so a
+busy machine slows both alike; each side's time is its fastest round. The last line is JSON:
+``trainer_overhead`` = trainer time / hand-loop time - 1 (target < 0.05).
+
+    python benchmarks/framework.py [--steps 40] [--rounds 3] [--batch-size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from layer3_framework.device import resolve_device
+from layer3_framework.ports import CifarCNN
+from layer3_framework.trainer import Trainer, TrainerConfig
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def hand_loop(model, opt, batches, device) -> float:
+    """The minimal loop: forward, loss, backward, step, zero_grad. Returns seconds."""
+    model.train()
+    _sync(device)
+    t0 = time.perf_counter()
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def trainer_loop(model, opt, batches, device) -> float:
+    """The same steps through the Trainer (default logging cadence, progress bar on)."""
+    cfg = TrainerConfig(max_steps=len(batches), log_every=50, progress=True)
+    trainer = Trainer(model, opt, batches, cfg, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    trainer.fit()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default=None)
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (
+            torch.randn(args.batch_size, 3, 32, 32, generator=g),
+            torch.randint(0, 10, (args.batch_size,), generator=g),
+        )
+        for _ in range(args.steps)
+    ]
+    torch.manual_seed(0)
+    init = CifarCNN().state_dict()
+
+    def fresh():
+        model = CifarCNN().to(device)
+        model.load_state_dict(init)
+        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    hand_loop(*fresh(), batches[:3], device)  # warm-up: allocator, kernels
+    times: dict[str, list[float]] = {"hand loop": [], "trainer": []}
+    for _ in range(args.rounds):
+        times["hand loop"].append(hand_loop(*fresh(), batches, device))
+        times["trainer"].append(trainer_loop(*fresh(), batches, device))
+    best = {k: min(v) for k, v in times.items()}
+    overhead = best["trainer"] / best["hand loop"] - 1
+    samples = args.steps * args.batch_size
+    print(
+        f"CIFAR-10 CNN, {args.steps} steps of {args.batch_size} on {device}, "
+        f"best of {args.rounds} rounds"
+    )
+    print(f"{'loop':<10} | {'seconds':>8} | {'samples/sec':>11} | rounds")
+    for k, t in best.items():
+        rounds = ", ".join(f"{s:.2f}" for s in times[k])
+        print(f"{k:<10} | {t:8.3f} | {samples / t:11.1f} | {rounds}")
+    print(f"trainer overhead: {100 * overhead:+.2f}% (target < 5%)")
+    print(
+        json.dumps(
+            {
+                "trainer_overhead": round(overhead, 4),
+                "hand_loop_seconds": round(best["hand loop"], 4),
+                "trainer_seconds": round(best["trainer"], 4),
+                "samples_per_sec_trainer": round(samples / best["trainer"], 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
