@@ -51,7 +51,7 @@ class CnnConfig:
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     epochs: int = 2
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-4
     train_subset: int = 50000
@@ -72,7 +72,7 @@ def _cifar_normalised() -> tuple[np.ndarray, ...]:
 
 @deliverable(
     quick=asdict(CnnConfig(epochs=1)),
-    full=asdict(CnnConfig(widths=[64, 128, 256], epochs=30, lr=0.08, eval_every=1000)),
+    full=asdict(CnnConfig(widths=[64, 128, 256], epochs=30, lr=0.05, eval_every=1000)),
     headline=["test_accuracy"],
 )
 def cnn_cifar10(ctx: RunContext) -> dict[str, float]:
