@@ -36,6 +36,7 @@ QR (``Rw = Q^T y``) and the SVD (``w = V diag(1/sigma) U^T y``) lose only ``log1
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ def _as_symmetric(A: np.ndarray) -> np.ndarray:
 
 def vector_norm(x: np.ndarray, p: float = 2) -> float:
     """``||x||_p = (sum |x_i|^p)^(1/p)`` for ``p >= 1``, or ``max |x_i|`` for ``p = inf``."""
-    if not (p == math.inf or (isinstance(p, (int, float)) and p >= 1)):
+    if not (isinstance(p, numbers.Real) and p >= 1):  # inf included
         raise ValueError(f"p must be >= 1 or inf for a norm, got p={p!r}")
     a = np.abs(np.asarray(x, dtype=np.float64).ravel())
     if a.size == 0:
@@ -144,19 +145,27 @@ def _householder_vector(x: np.ndarray) -> np.ndarray | None:
 
 
 def householder_qr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reduced QR: ``A = QR`` with Q (m, k) orthonormal columns, R (k, n) upper, k = min(m, n)."""
+    """Reduced QR: ``A = QR`` with Q (m, k) orthonormal columns, R (k, n) upper, k = min(m, n).
+
+    The reflections are stored and applied to the first k columns of the identity at the end
+    (``Q = H_1 ... H_k I[:, :k]``), so a tall A costs O(m n k), never an (m, m) matrix.
+    """
     A = _as_matrix(A)
     m, n = A.shape
     k = min(m, n)
     R = A.copy()
-    Q = np.eye(m)
+    reflectors: list[np.ndarray | None] = []
     for j in range(k):
         v = _householder_vector(R[j:, j])  # (m - j,)
-        if v is None:
-            continue
-        R[j:, j:] -= 2.0 * np.outer(v, v @ R[j:, j:])
-        Q[:, j:] -= 2.0 * np.outer(Q[:, j:] @ v, v)  # Q <- Q H_j
-    return Q[:, :k], np.triu(R[:k, :])
+        reflectors.append(v)
+        if v is not None:
+            R[j:, j:] -= 2.0 * np.outer(v, v @ R[j:, j:])
+    Q = np.eye(m, k)
+    for j in reversed(range(k)):
+        v = reflectors[j]
+        if v is not None:
+            Q[j:, :] -= 2.0 * np.outer(v, v @ Q[j:, :])
+    return Q, np.triu(R[:k, :])
 
 
 def hessenberg(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
