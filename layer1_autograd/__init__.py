@@ -11,6 +11,7 @@ from layer1_autograd import functional as F
 from layer1_autograd.nn import MLP, SGD, Linear, Module
 from layer1_autograd.tensor import Tensor, concatenate, is_grad_enabled, no_grad, stack, unbroadcast
 from layer1_autograd.value import Value
+from layer1_autograd.value_nn import ValueLayer, ValueMLP, ValueNeuron, hinge_loss
 
 __all__ = [
     "F",
@@ -20,8 +21,12 @@ __all__ = [
     "Module",
     "Tensor",
     "Value",
+    "ValueLayer",
+    "ValueMLP",
+    "ValueNeuron",
     "concatenate",
     "functional",
+    "hinge_loss",
     "is_grad_enabled",
     "no_grad",
     "stack",
