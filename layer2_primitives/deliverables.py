@@ -76,6 +76,7 @@ def _cifar_normalised() -> tuple[np.ndarray, ...]:
     headline=["test_accuracy"],
 )
 def cnn_cifar10(ctx: RunContext) -> dict[str, float]:
+    cpu0 = time.process_time()
     cfg = CnnConfig(**ctx.config)
     x_train, y_train, x_test, y_test, mean, std = _cifar_normalised()
     order = ctx.rng.permutation(len(x_train))[: cfg.train_subset]  # train split is unsorted
@@ -145,6 +146,7 @@ def cnn_cifar10(ctx: RunContext) -> dict[str, float]:
         "final_train_loss": float(np.mean(history["step_loss"][-50:])),
         "epochs": cfg.epochs,
         "train_images": len(x_train),
+        "cpu_seconds": time.process_time() - cpu0,
     }
 
 
@@ -304,6 +306,7 @@ def train_char_lm(
     headline=["val_loss", "val_loss_gru", "val_loss_rnn"],
 )
 def char_rnn(ctx: RunContext) -> dict[str, float]:
+    cpu0 = time.process_time()
     cfg = CharConfig(**ctx.config)
     text = load_tiny_shakespeare()
     vocab = CharVocab.from_text(text)
@@ -345,6 +348,7 @@ def char_rnn(ctx: RunContext) -> dict[str, float]:
     _plot_char_curves(ctx, histories)
     metrics["lstm_steps"] = cfg.lstm_steps
     metrics["chars_per_step"] = cfg.batch_size * cfg.seq_len
+    metrics["cpu_seconds"] = time.process_time() - cpu0
     return metrics
 
 
@@ -407,6 +411,7 @@ def train_reversal(ctx: RunContext, cfg: VisualizeConfig) -> tuple[ReversalAtten
     headline=["attention_diagonal_mass"],
 )
 def visualize(ctx: RunContext) -> dict[str, float]:
+    cpu0 = time.process_time()
     cfg = VisualizeConfig(**ctx.config)
     runs_dir = Path(ctx.out_dir).parents[2]  # runs/<layer>/<deliverable>/<stamp> -> runs/
     arrays, meta = load_arrays("layer2_primitives", "cnn_cifar10", "model.safetensors", runs_dir)
@@ -432,6 +437,7 @@ def visualize(ctx: RunContext) -> dict[str, float]:
         "attention_diagonal_mass": mass,
         "reversal_accuracy": result["accuracy"],
         "reversal_final_loss": float(np.mean(result["losses"][-50:])),
+        "cpu_seconds": time.process_time() - cpu0,
     }
 
 
