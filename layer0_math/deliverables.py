@@ -342,9 +342,9 @@ def _regression_case(
     design = np.column_stack([np.ones(len(X)), X])
     w_ref = np.linalg.lstsq(design, y)[0]
     scaler = Standardizer.fit(X)
-    Z = scaler.design(X)  # iterative methods run on standardized features (kappa 100x smaller)
-    w_gd, gd_losses = gd_least_squares(Z, y, cfg["gd_steps"])
-    w_sgd, sgd_losses = sgd_least_squares(
+    Z = scaler.design(X)  # iterative methods run on standardized features: a smaller kappa
+    w_gd, gd_gaps = gd_least_squares(Z, y, cfg["gd_steps"])
+    w_sgd, sgd_gaps = sgd_least_squares(
         Z, y, cfg["sgd_epochs"], cfg["batch_size"], cfg["sgd_lr"], ctx.rng
     )
     solutions = {
@@ -358,7 +358,7 @@ def _regression_case(
     metrics[f"{name}_kappa_design"] = condition_number(design)
     metrics[f"{name}_kappa_standardized"] = condition_number(Z)
     metrics[f"{name}_mse"] = float(np.mean((design @ w_ref - y) ** 2))
-    return metrics, {"gd": gd_losses, "sgd": sgd_losses}, w_ref, solutions
+    return metrics, {"gd": gd_gaps, "sgd": sgd_gaps}, w_ref, solutions
 
 
 def _ill_conditioned(degrees: list[int], n_points: int) -> dict[str, list[float]]:
