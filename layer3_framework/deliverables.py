@@ -115,7 +115,6 @@ def training_pipeline(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
     n_train = CIFAR_TRAIN if cfg["data_source"] == "real" else cfg["demo_n_train"]
     steps = cfg["epochs"] * (n_train // cfg["batch_size"])
-    progress = "true"
     common = [
         "experiment=cifar10_cnn",
         f"seed={ctx.seed}",
@@ -123,7 +122,6 @@ def training_pipeline(ctx: RunContext) -> dict[str, Any]:
         f"data.batch_size={cfg['batch_size']}",
         f"data.num_workers={cfg['num_workers']}",
         f"optim.lr={cfg['lr']}",
-        f"trainer.progress={progress}",
     ]
     if cfg["data_source"] != "real":
         common.append(f"data.n_train={n_train}")
@@ -219,8 +217,8 @@ def _sync(device: torch.device) -> None:
 
 
 @deliverable(
-    quick={"batch_size": 128, "warmup": 2, "steps": 8, "profile_steps": 3},
-    full={"batch_size": 256, "warmup": 5, "steps": 50, "profile_steps": 5},
+    quick={"batch_size": 128, "warmup": 2, "steps": 8, "profile_steps": 3, "compile": True},
+    full={"batch_size": 256, "warmup": 5, "steps": 50, "profile_steps": 5, "compile": True},
     headline=["samples_per_sec_fp32", "bf16_speedup", "compile_speedup"],
 )
 def profiling(ctx: RunContext) -> dict[str, Any]:
@@ -257,7 +255,7 @@ def profiling(ctx: RunContext) -> dict[str, Any]:
     }
     variants = {}
     for precision in ("fp32", "bf16"):
-        for compiled in (False, True):
+        for compiled in (False, True) if cfg["compile"] else (False,):
             name = f"{precision}{'_compiled' if compiled else ''}"
             try:
                 variants[name] = _throughput(
@@ -277,7 +275,7 @@ def profiling(ctx: RunContext) -> dict[str, Any]:
     metrics["bf16_speedup"] = (
         variants["bf16"]["samples_per_sec"] / base if "error" not in variants["bf16"] else 0.0
     )
-    compiled = variants["fp32_compiled"]
+    compiled = variants.get("fp32_compiled", {"error": "not run (compile: false)"})
     metrics["compile_speedup"] = (
         compiled["samples_per_sec"] / base if "error" not in compiled else 0.0
     )

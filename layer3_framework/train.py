@@ -34,9 +34,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from layer0_math.lab import RunContext, manifest, runs_root, write_json
+from layer3_framework.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint
 from layer3_framework.data import DataBundle, DataConfig, build_data, build_loader
 from layer3_framework.device import resolve_device
 from layer3_framework.loggers import LoggerConfig, build_logger
+from layer3_framework.metrics import perplexity
 from layer3_framework.ports import MLP, CharLM, CifarCNN
 from layer3_framework.repro import seed_everything
 from layer3_framework.trainer import Trainer, TrainerConfig
@@ -181,19 +183,19 @@ def run(
     )
     ctx = RunContext("layer3_framework", "train", "hydra", seed, resolved, run_dir, str(dev))
     write_json(run_dir / "manifest.json", manifest(ctx, start=start, seconds=0.0, status="running"))
-    trainer = Trainer(
-        model,
-        optimizer,
-        train_loader,
-        trainer_cfg,
-        device=dev,
-        scheduler=scheduler,
-        eval_loader=eval_loader,
-        logger=logger,
-        ckpt_dir=run_dir / "checkpoints",
-        run_config=resolved,
-    )
     try:
+        trainer = Trainer(
+            model,
+            optimizer,
+            train_loader,
+            trainer_cfg,
+            device=dev,
+            scheduler=scheduler,
+            eval_loader=eval_loader,
+            logger=logger,
+            ckpt_dir=run_dir / "checkpoints",
+            run_config=resolved,
+        )
         if cfg.resume:
             trainer.resume(_checkpoint_source(Path(cfg.resume)))
         history = trainer.fit()
@@ -214,12 +216,29 @@ def run(
         "train_seconds": history["train_seconds"],
     }
     if data.kind == "text":
-        metrics["test_perplexity"] = math.exp(history["eval/loss"])
+        metrics["test_perplexity"] = perplexity(history["eval/loss"])
     metrics["checkpoint"] = str(trainer.last_good_checkpoint)
     write_json(run_dir / "metrics.json", metrics)
     seconds = time.perf_counter() - t0
     write_json(run_dir / "manifest.json", manifest(ctx, start=start, seconds=seconds, status="ok"))
     return metrics
+
+
+def load_model(path: Path, device: str | None = None) -> torch.nn.Module:
+    """The trained model of a run folder (its newest checkpoint) or a checkpoint file, in eval
+    mode — how later layers reuse a model trained here (e.g. as a FID feature extractor)."""
+    source = _checkpoint_source(Path(path))
+    if source.is_dir():
+        found = latest_checkpoint(source)
+        if found is None:
+            raise FileNotFoundError(f"no complete checkpoint in {source}")
+        source = found
+    _, meta = read_checkpoint(source)
+    config = meta["config"]
+    data = build_data(DataConfig(**config["data"]), int(config["seed"]))
+    model = build_model(config["model"], data)
+    load_checkpoint(source, model=model)
+    return model.to(resolve_device(device)).eval()
 
 
 def _checkpoint_source(path: Path) -> Path:

@@ -13,6 +13,7 @@ from layer3_framework.metrics import (
     ClassifierFeatures,
     accuracy,
     confusion_matrix,
+    feature_distances,
     fid,
     kid,
     perplexity,
@@ -115,3 +116,14 @@ def test_classifier_features_are_the_input_of_the_last_linear_layer():
     got = ClassifierFeatures(model, batch_size=4)(x)
     torch.testing.assert_close(got, expected)
     assert model.training  # restored
+
+
+def test_feature_distances_with_a_pluggable_extractor():
+    torch.manual_seed(0)
+    extractor = ClassifierFeatures(MLP([12, 16, 3]))
+    a, b = torch.randn(200, 12), torch.randn(200, 12) + 2.0
+    same = feature_distances(extractor, a, a, subsets=2, subset_size=100)
+    far = feature_distances(extractor, a, b, subsets=2, subset_size=100)
+    assert abs(same["fid"]) < 1e-6 and far["fid"] > 0.1 and far["kid"] > same["kid"]
+    fa, fb = extractor(a).double().numpy(), extractor(b).double().numpy()
+    assert far["fid"] == pytest.approx(_fid_reference(fa, fb), rel=1e-6)

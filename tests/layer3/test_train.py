@@ -13,7 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from layer3_framework.checkpoint import read_checkpoint
-from layer3_framework.train import CONFIG_DIR, compose, run
+from layer3_framework.train import CONFIG_DIR, compose, load_model, run
 
 GROUPS = ("model", "data", "optim", "trainer", "logger")
 TINY = [
@@ -102,6 +102,10 @@ def test_resume_through_the_config_ends_where_the_unbroken_run_ends(tmp_path):
     assert meta["step"] == 10 and set(a) == set(b)
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs"
+    model = load_model(tmp_path / "straight")  # what later layers call
+    assert not model.training
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, a[f"model.{name}"])
 
 
 def _cli(args, tmp_path):
