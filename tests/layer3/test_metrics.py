@@ -120,7 +120,7 @@ def test_classifier_features_are_the_input_of_the_last_linear_layer():
 
 def test_feature_distances_with_a_pluggable_extractor():
     torch.manual_seed(0)
-    extractor = ClassifierFeatures(MLP([12, 16, 3]))
+    extractor = ClassifierFeatures(MLP([12, 16, 3], "tanh"))
     a, b = torch.randn(200, 12), torch.randn(200, 12) + 2.0
     same = feature_distances(extractor, a, a, subsets=2, subset_size=100)
     far = feature_distances(extractor, a, b, subsets=2, subset_size=100)
