@@ -20,6 +20,7 @@ Shapes and dtypes::
     load_fashion_mnist(split)-> x uint8 (N, 28, 28), y int64 (N,)
     load_cifar10(split)      -> x uint8 (N, 3, 32, 32) (N, C, H, W), y int64 (N,)  N = 50000 | 10000
     load_digits()            -> x uint8 (1797, 8, 8) in 0..16, y int64 (1797,)  (scikit-learn's)
+    load_diabetes(scaled)    -> x float64 (442, 10), y float64 (442,)           (scikit-learn's)
     load_tiny_shakespeare()  -> str (1,115,394 characters)
     load_tinystories()       -> str (a ~800 kB sample of the validation split)
 """
@@ -225,6 +226,7 @@ REGISTRY: dict[str, DatasetEntry] = {
         "get it from the dlstack shared data folder)",
     ),
     "digits": DatasetEntry("digits", {}, source="bundled with scikit-learn (no download)"),
+    "diabetes": DatasetEntry("diabetes", {}, source="bundled with scikit-learn (no download)"),
 }
 
 
@@ -516,6 +518,21 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return d.images.astype(np.uint8), d.target.astype(np.int64)
 
 
+DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+
+
+def load_diabetes(scaled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled diabetes regression data: x float64 (442, 10), y float64 (442,).
+
+    ``scaled=True`` gives sklearn's mean-centred, unit-norm columns; ``False`` the raw units
+    (years, mg/dL, ...). Column names are :data:`DIABETES_FEATURES`.
+    """
+    from sklearn.datasets import load_diabetes as sk_diabetes
+
+    x, y = sk_diabetes(return_X_y=True, scaled=scaled)
+    return x.astype(np.float64), y.astype(np.float64)
+
+
 LOADERS: dict[str, Callable[..., object]] = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
@@ -523,6 +540,7 @@ LOADERS: dict[str, Callable[..., object]] = {
     "tiny_shakespeare": load_tiny_shakespeare,
     "tinystories": load_tinystories,
     "digits": load_digits,
+    "diabetes": load_diabetes,
 }
 
 

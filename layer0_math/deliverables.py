@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from layer0_math.datasets import DIABETES_FEATURES, load_diabetes
 from layer0_math.lab import RunContext, deliverable
 from layer0_math.linalg import (
     condition_number,
@@ -414,11 +415,10 @@ def _ill_conditioned(degrees: list[int], n_points: int) -> dict[str, list[float]
 def linear_regression(ctx: RunContext) -> dict[str, float]:
     """Least squares five ways on real and synthetic data; normal equations vs QR digits."""
     import matplotlib.pyplot as plt
-    from sklearn.datasets import load_diabetes
 
     cfg = ctx.config
     metrics: dict[str, float] = {}
-    X_diab, y_diab = load_diabetes(return_X_y=True)  # bundled with scikit-learn: (442, 10)
+    X_diab, y_diab = load_diabetes()  # bundled with scikit-learn: (442, 10)
     n, d = cfg["synthetic_n"], cfg["synthetic_d"]
     X_syn = ctx.rng.standard_normal((n, d)) * np.linspace(0.5, 2.0, d) + 1.0
     w_true = ctx.rng.standard_normal(d + 1)  # intercept first
@@ -462,7 +462,7 @@ def linear_regression(ctx: RunContext) -> dict[str, float]:
     ax.bar(np.arange(len(ref)) - 2.5 * width, ref, width, label="numpy lstsq", color="k")
     for j, (method, w) in enumerate(coefs["diabetes"].items()):
         ax.bar(np.arange(len(ref)) + (j - 1.5) * width, w, width, label=method)
-    ax.set_xticks(np.arange(len(ref)), ["bias", *load_diabetes().feature_names])
+    ax.set_xticks(np.arange(len(ref)), ["bias", *DIABETES_FEATURES])
     ax.set_title("diabetes: coefficients from every solver")
     ax.legend(fontsize=8)
     ctx.savefig(fig, "regression_coefficients.png")
@@ -536,7 +536,6 @@ def propagate(
 def variance_propagation(ctx: RunContext) -> dict[str, float]:
     """Activation/gradient std through a deep MLP per init; standardisation vs kappa and GD."""
     import matplotlib.pyplot as plt
-    from sklearn.datasets import load_diabetes
 
     cfg = ctx.config
     metrics: dict[str, float] = {}
@@ -558,7 +557,7 @@ def variance_propagation(ctx: RunContext) -> dict[str, float]:
     ctx.savefig(fig, "variance_by_layer.png")
 
     # standardising inputs: raw diabetes features (years, mg/dL, ...) against z-scores
-    X_raw, y = load_diabetes(return_X_y=True, scaled=False)
+    X_raw, y = load_diabetes(scaled=False)
     raw = np.column_stack([np.ones(len(X_raw)), X_raw])
     standardized = Standardizer.fit(X_raw).design(X_raw)
     fig, ax = plt.subplots(figsize=(6, 4))

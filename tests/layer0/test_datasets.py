@@ -226,3 +226,12 @@ def test_text_datasets():
     assert len(CharVocab.from_text(text)) == 65
     stories = datasets.load_tinystories()
     assert stories.startswith("Spot. Spot saw the shiny car")
+
+
+def test_diabetes_scaled_and_raw_agree():
+    x, y = datasets.load_diabetes()
+    raw, y_raw = datasets.load_diabetes(scaled=False)
+    assert x.shape == raw.shape == (442, len(datasets.DIABETES_FEATURES)) and y.shape == (442,)
+    np.testing.assert_array_equal(y, y_raw)
+    centred = raw - raw.mean(axis=0)  # sklearn scales centred columns to unit Euclidean norm
+    np.testing.assert_allclose(x, centred / np.linalg.norm(centred, axis=0), atol=1e-6)
