@@ -18,7 +18,8 @@ The twins are also the models the pipeline trains (``model=mlp|cnn|charlm``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,6 +327,19 @@ def _np(t: Any) -> np.ndarray:
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch single-threaded: these models are tiny, and on a busy machine the idle spinning
+    of a second OpenMP thread makes small ops 10-20x slower. Results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@_one_thread()
 def compare_outputs_and_grads(case: PortCase) -> tuple[float, float]:
     """(max |Δ output|, max |Δ gradient|) over all parameters, on the case's first batch."""
     twin = port(case.scratch)
@@ -344,6 +358,7 @@ def compare_outputs_and_grads(case: PortCase) -> tuple[float, float]:
     return out_diff, _max_diff(grads_s, grads_t)
 
 
+@_one_thread()
 def compare_trajectories(
     case: PortCase, steps: int = 100, lr: float = 0.05, momentum: float = 0.9
 ) -> tuple[float, float]:

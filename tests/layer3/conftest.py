@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from layer3_framework import ImageDataset, ImageTransform, build_loader
 
@@ -15,6 +16,16 @@ def synthetic_images(n: int, seed: int, c: int = 3, side: int = 8, classes: int 
     y = rng.integers(0, classes, n)
     x = np.clip(protos[y] + rng.normal(0, 30, (n, c, side, side)), 0, 255).astype(np.uint8)
     return x, y
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The models here are tiny: a second OpenMP thread only spins (and, under pytest-xdist on
+    2 cores, fights the other worker), making small ops many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
