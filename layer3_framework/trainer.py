@@ -259,7 +259,9 @@ class Trainer:
                 self._log({f"eval/{k}": v for k, v in self.evaluate().items()})
                 t0 = time.perf_counter()
             if want_ckpt:
+                self.train_seconds += time.perf_counter() - t0
                 self.save()
+                t0 = time.perf_counter()
         if bar is not None:
             bar.close()
         final = {k: v for rec in self.history for k, v in rec.items()}
@@ -318,7 +320,11 @@ class Trainer:
             rng=rng_state(),
             data_state={"epoch": self.epoch, "position": self.position},
             config=self.run_config,
-            extra={"trainer": asdict(self.cfg), "samples_seen": self.samples_seen},
+            extra={
+                "trainer": asdict(self.cfg),
+                "samples_seen": self.samples_seen,
+                "train_seconds": self.train_seconds,
+            },
         )
         self.last_good_checkpoint = saved
         if path.parent == self.ckpt_dir:
@@ -344,6 +350,7 @@ class Trainer:
         self.epoch = int(meta["data"]["epoch"])
         self.position = int(meta["data"]["position"])
         self.samples_seen = int(meta["extra"].get("samples_seen", 0))
+        self.train_seconds = float(meta["extra"].get("train_seconds", 0.0))
         set_rng_state(meta["rng"])
         self.last_good_checkpoint = path
         return self.step

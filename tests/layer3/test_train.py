@@ -135,3 +135,21 @@ def test_command_line_run_and_multirun_sweep(tmp_path):
     assert lrs == [0.01, 0.1]
     bad = _cli(["trainer.bogus=1"], tmp_path)
     assert bad.returncode != 0 and "bogus" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_pipeline_learns_real_cifar10(tmp_path):
+    """A stated task: 150 steps (0.4 epoch) of the CIFAR-10 experiment reach >= 45% test accuracy
+    on 2000 test images (chance: 10%). The full target (>= 60%) is the quick deliverable's."""
+    cfg = compose(
+        [
+            "experiment=cifar10_cnn",
+            "trainer.max_steps=150",
+            "data.n_test=2000",
+            "trainer.progress=false",
+            "logger=jsonl",
+        ]
+    )
+    metrics = run(cfg, tmp_path)
+    assert metrics["test_accuracy"] >= 0.45, metrics
