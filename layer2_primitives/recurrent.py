@@ -165,7 +165,9 @@ def recurrent_layer(
 
     w_ih, w_hh = weight_ih.data, weight_hh.data
     x_tm = np.ascontiguousarray(x.data.transpose(1, 0, 2))  # (T, B, D) time-major
-    xg = x_tm @ w_ih.T  # (T, B, G*H): every step's input projection in one matmul
+    # (T, B, G*H): every step's input projection in ONE 2-D matmul (a 3-D operand would make
+    # numpy run T small matmuls instead)
+    xg = (x_tm.reshape(t * b, d) @ w_ih.T).reshape(t, b, gh)
     if bias_ih is not None:
         xg += bias_ih.data
     b_hh = bias_hh.data if bias_hh is not None else np.zeros(gh, dtype)
@@ -205,7 +207,7 @@ def recurrent_layer(
             dh_next = dhg @ w_hh + dh_direct
         flat_dxg, flat_dhg = dxg_all.reshape(t * b, gh), dhg_all.reshape(t * b, gh)
         grads: list[np.ndarray | None] = [
-            (dxg_all @ w_ih).transpose(1, 0, 2) if x.requires_grad else None,
+            (flat_dxg @ w_ih).reshape(t, b, d).transpose(1, 0, 2) if x.requires_grad else None,
             dh_next,
         ]
         if cs is not None:
