@@ -59,9 +59,10 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
         "n_test": 500,
         "noise": 0.1,
         "hidden": 16,
-        "steps": 150,
+        "steps": 100,
         "batch_size": 32,
-        "lr": 0.5,
+        "lr": 0.1,
+        "momentum": 0.9,
         "l2": 1e-4,
         "grid": 40,
     },
@@ -70,25 +71,29 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
         "n_test": 1000,
         "noise": 0.1,
         "hidden": 16,
-        "steps": 1000,
+        "steps": 500,
         "batch_size": 64,
-        "lr": 0.5,
+        "lr": 0.1,
+        "momentum": 0.9,
         "l2": 1e-4,
         "grid": 80,
     },
     headline=["accuracy"],
 )
 def scalar_engine(ctx: RunContext) -> dict[str, Any]:
-    """Two moons with a 2-h-h-1 ValueMLP, max-margin loss, SGD with linearly decaying lr."""
+    """Two moons with a 2-h-h-1 ValueMLP, max-margin loss, SGD + momentum, decaying lr."""
     from sklearn.datasets import make_moons
 
     cfg = ctx.config
     x, y01 = make_moons(cfg["n_train"] + cfg["n_test"], noise=cfg["noise"], random_state=ctx.seed)
     y = 2 * y01 - 1  # labels ±1 for the hinge loss
-    x_tr, y_tr = x[: cfg["n_train"]], y[: cfg["n_train"]]
-    x_te, y_te = x[cfg["n_train"] :], y[cfg["n_train"] :]
+    n_tr = cfg["n_train"]
+    mean, std = x[:n_tr].mean(axis=0), x[:n_tr].std(axis=0)
+    z = (x - mean) / std  # standardised inputs: the plot keeps the original coordinates
+    z_tr, y_tr, z_te, y_te = z[:n_tr], y[:n_tr], z[n_tr:], y[n_tr:]
     model = ValueMLP([2, cfg["hidden"], cfg["hidden"], 1], activation="relu", rng=ctx.rng)
     params = model.parameters()
+    velocity = [0.0] * len(params)
 
     def scores(points: np.ndarray) -> list[Value]:
         return [model(p.tolist())[0] for p in points]
@@ -100,34 +105,35 @@ def scalar_engine(ctx: RunContext) -> dict[str, Any]:
 
     losses = []
     for step in ctx.progress(range(cfg["steps"]), desc="moons"):
-        idx = ctx.rng.choice(cfg["n_train"], cfg["batch_size"], replace=False)
-        data_loss = hinge_loss(scores(x_tr[idx]), y_tr[idx].tolist())
+        idx = ctx.rng.choice(n_tr, cfg["batch_size"], replace=False)
+        data_loss = hinge_loss(scores(z_tr[idx]), y_tr[idx].tolist())
         loss = data_loss + cfg["l2"] * sum((p * p for p in params), Value(0.0))
         model.zero_grad()
         loss.backward()
         lr = cfg["lr"] * (1.0 - 0.9 * step / cfg["steps"])
-        for p in params:
-            p.data -= lr * p.grad
+        for i, p in enumerate(params):  # v ← μv + g, θ ← θ − ηv (as nn.SGD, on scalars)
+            velocity[i] = cfg["momentum"] * velocity[i] + p.grad
+            p.data -= lr * velocity[i]
         losses.append(loss.data)
 
     def accuracy(points: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(np.where(predict(points) > 0, 1, -1) == labels))
 
-    test_acc, train_acc = accuracy(x_te, y_te), accuracy(x_tr, y_tr)
+    test_acc, train_acc = accuracy(z_te, y_te), accuracy(z_tr, y_tr)
 
     plt = _plt()
     lo, hi = x.min(axis=0) - 0.5, x.max(axis=0) + 0.5
     gx, gy = np.meshgrid(
         np.linspace(lo[0], hi[0], cfg["grid"]), np.linspace(lo[1], hi[1], cfg["grid"])
     )
-    grid_scores = predict(np.c_[gx.ravel(), gy.ravel()])
+    grid_scores = predict((np.c_[gx.ravel(), gy.ravel()] - mean) / std)
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
     ax.contourf(gx, gy, grid_scores.reshape(gx.shape) > 0, levels=1, cmap="RdBu", alpha=0.35)
     ax.contour(gx, gy, grid_scores.reshape(gx.shape), levels=[0.0], colors="k", linewidths=1)
     ax.scatter(
-        x_tr[:, 0], x_tr[:, 1], c=y_tr, cmap="RdBu", s=14, edgecolors="k", lw=0.4, label="train"
+        x[:n_tr, 0], x[:n_tr, 1], c=y_tr, cmap="RdBu", s=14, edgecolors="k", lw=0.4, label="train"
     )
-    ax.scatter(x_te[:, 0], x_te[:, 1], c=y_te, cmap="RdBu", s=10, marker="x", label="test")
+    ax.scatter(x[n_tr:, 0], x[n_tr:, 1], c=y_te, cmap="RdBu", s=10, marker="x", label="test")
     ax.set_title(f"Value MLP decision boundary (test accuracy {test_acc:.3f})")
     ax.legend(loc="lower left")
     ax_loss.plot(losses)
