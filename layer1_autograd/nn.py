@@ -59,12 +59,20 @@ class Module:
                         yield f"{name}.{i}", v
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, parameter) pairs; a tensor shared by two attributes appears once."""
+        seen: set[int] = set()
+        for name, p in self._named_parameters_all(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _named_parameters_all(self, prefix: str) -> Iterator[tuple[str, Tensor]]:
         for name, value in self._children():
             full = f"{prefix}{name}"
             if isinstance(value, Tensor):
                 yield full, value
             else:
-                yield from value.named_parameters(prefix=f"{full}.")
+                yield from value._named_parameters_all(f"{full}.")
 
     def parameters(self) -> list[Tensor]:
         return [p for _, p in self.named_parameters()]

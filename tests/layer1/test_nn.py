@@ -103,3 +103,14 @@ def test_bad_configuration_is_a_clear_error():
         MLP([2, 2], activation="swish", rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="lr"):
         SGD([Tensor(np.ones(1), requires_grad=True)], lr=-1.0)
+
+
+def test_a_shared_parameter_is_listed_once():
+    class Tied(Module):
+        def __init__(self):
+            self.a = Linear(3, 3, rng=np.random.default_rng(0))
+            self.b = Linear(3, 3, rng=np.random.default_rng(1))
+            self.b.weight = self.a.weight
+
+    names = [n for n, _ in Tied().named_parameters()]
+    assert names == ["a.weight", "a.bias", "b.bias"]
