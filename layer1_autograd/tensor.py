@@ -37,6 +37,7 @@ cached on the root so a repeated ``backward`` on the same graph does not search 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Number
@@ -605,11 +606,12 @@ class Tensor:
         """GELU(x) = x Φ(x); ``approximate="tanh"`` uses the tanh formula (both as in torch)."""
         x = self.data
         if approximate == "none":
-            cdf = 0.5 * (1 + erf(x / np.sqrt(2)))
-            pdf = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+            # Python-float constants (math, not np.sqrt) keep float32 inputs float32.
+            cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+            pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
             return Tensor.from_op(x * cdf, (self,), lambda g: (g * (cdf + x * pdf),), "gelu")
         if approximate == "tanh":
-            c = np.sqrt(2 / np.pi)
+            c = math.sqrt(2 / math.pi)
             inner = c * (x + 0.044715 * x**3)
             t = np.tanh(inner)
             out = 0.5 * x * (1 + t)

@@ -71,6 +71,8 @@ class ValueMLP:
     ) -> None:
         if len(sizes) < 2:
             raise ValueError(f"ValueMLP needs an input and an output size, got {list(sizes)}")
+        if activation not in _NONLINEARITIES:
+            raise ValueError(f"activation must be one of {_NONLINEARITIES}, got {activation!r}")
         last = len(sizes) - 2
         self.layers = [
             ValueLayer(sizes[i], sizes[i + 1], "linear" if i == last else activation, rng)

@@ -86,3 +86,15 @@ def test_bad_inputs_are_clear_errors():
         F.linear(Tensor(np.zeros((2, 5))), Tensor(np.zeros((3, 4))))
     with pytest.raises(TypeError, match="float32.*float64"):
         F.linear(Tensor(np.zeros((2, 4), np.float32)), Tensor(np.zeros((3, 4))))
+
+
+def test_fused_ops_keep_float32():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(4, 3)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.normal(size=(5, 3)).astype(np.float32), requires_grad=True)
+    b = Tensor(np.zeros(5, np.float32), requires_grad=True)
+    logits = F.linear(x, w, b)
+    loss = F.cross_entropy(logits, np.array([0, 1, 4, 2])) + F.mse_loss(logits, np.zeros((4, 5)))
+    assert logits.dtype == np.float32 and loss.dtype == np.float32
+    loss.backward()
+    assert {t.grad.dtype for t in (x, w, b)} == {np.dtype(np.float32)}

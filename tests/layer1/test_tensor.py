@@ -367,3 +367,43 @@ def test_non_numeric_inputs_name_the_type():
         Tensor(np.ones(2)) + None
     with pytest.raises(TypeError, match="int8|float32 or float64"):
         Tensor([1.0], dtype=np.int8)
+
+
+FLOAT32_OPS = {
+    **{name: ours for name, (ours, _) in UNARY.items()},
+    "softmax": lambda t: t.softmax(0),
+    "log_softmax": lambda t: t.log_softmax(0),
+    "logsumexp": lambda t: t.logsumexp(0),
+    "max": lambda t: t.max(0),
+    "mean": lambda t: t.mean(),
+    "pow": lambda t: t**1.5,
+    "rpow": lambda t: 2.0**t,
+    "div": lambda t: 1.0 / t,
+    "getitem": lambda t: t[np.array([0, 0, 2])],
+    "matmul": lambda t: t @ t,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_OPS))
+def test_every_op_keeps_float32(name):
+    x = Tensor(np.array([0.5, 1.5, 2.5], dtype=np.float32), requires_grad=True)
+    out = FLOAT32_OPS[name](x)
+    assert out.dtype == np.float32, f"{name} forward gave {out.dtype}"
+    out.sum().backward()
+    assert x.grad.dtype == np.float32, f"{name} gradient is {x.grad.dtype}"
+
+
+def test_astype_detach_item_numpy():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x.astype(np.float32)
+    assert y.dtype == np.float32
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_allclose(x.grad, 2 * x.data)
+    d = x.detach()
+    assert not d.requires_grad and d.numpy() is x.data
+    assert Tensor(np.array([[3.0]])).item() == 3.0
+    with pytest.raises(ValueError, match="one element"):
+        x.item()
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\), expected \(2,\)"):
+        (x * 2).backward(np.ones(3))
