@@ -564,6 +564,8 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         if isinstance(index, Tensor):
             index = index.data.astype(np.int64)
+        elif isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index):
+            index = tuple(i.data.astype(np.int64) if isinstance(i, Tensor) else i for i in index)
         shape, dtype = self.shape, self.dtype
         out = self.data[index]
         items = index if isinstance(index, tuple) else (index,)
