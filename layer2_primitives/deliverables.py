@@ -201,13 +201,14 @@ def _plot_confusion(ctx: RunContext, confusion: np.ndarray) -> None:
 
 @dataclass
 class CharConfig:
-    lstm_steps: int = 600
-    other_steps: int = 250
+    lstm_steps: int = 900
+    other_steps: int = 350
     batch_size: int = 32
     seq_len: int = 64
     embed_dim: int = 32
     hidden_size: int = 256
     lr: float = 1.0
+    rnn_lr: float = 0.2  # the Elman RNN diverges at the LSTM/GRU rate
     momentum: float = 0.9
     clip: float = 5.0
     eval_every: int = 100
@@ -273,7 +274,8 @@ def train_char_lm(
 ) -> tuple[CharLM, dict[str, list[float]]]:
     """Truncated BPTT: chunks of seq_len, state carried across chunks and detached."""
     model = CharLM(vocab_size, cfg.embed_dim, cfg.hidden_size, cell, rng=ctx.rng)
-    opt = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    peak_lr = cfg.rnn_lr if cell == "rnn" else cfg.lr
+    opt = SGD(model.parameters(), lr=peak_lr, momentum=cfg.momentum)
     streams = _streams(train_ids, cfg.batch_size)
     history: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": []}
     state, pos, recent = None, 0, []
@@ -290,7 +292,7 @@ def train_char_lm(
         opt.zero_grad()
         loss.backward()
         clip_grad_norm(model.parameters(), cfg.clip)
-        opt.lr = one_cycle_lr(step, steps, cfg.lr, warmup=0.05)
+        opt.lr = one_cycle_lr(step, steps, peak_lr, warmup=0.05)
         opt.step()
         state = _detach(state)  # truncate backpropagation at the chunk boundary
         recent.append(loss.item())
