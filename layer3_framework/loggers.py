@@ -46,7 +46,7 @@ class JsonlLogger(Logger):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._file = open(self.path, "a", encoding="utf-8")  # closed in close()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}

@@ -93,7 +93,8 @@ class _NumpyNoise(torch.utils.data.Dataset):
         return 8
 
     def __getitem__(self, i):
-        return torch.tensor(np.random.rand())  # noqa: NPY002, torch.tensor(i)
+        draw = np.random.rand()  # noqa: NPY002 (the global stream, as a careless transform would)
+        return torch.tensor(draw), torch.tensor(i)
 
 
 @pytest.mark.slow
