@@ -18,9 +18,9 @@ the padded input as a view; one copy lays the patches out as columns
 and then y[g] = W_g @ cols[g] with W_g the (C_out/G, C_in/G*kH*kW) weight matrix of group g:
 all the arithmetic runs in BLAS, none in Python loops over pixels.
 
-Backward, with gy = dL/dy reshaped like y:
-    dL/dW_g = sum_n gy[n, g] @ cols[n, g]^T                   (a batched matmul, summed over n)
-    dL/dcols = W_g^T @ gy[n, g]                               (same shape as cols)
+Backward, with gy = dL/dy laid out channel-major as (G, C_out/G, N * H_out * W_out):
+    dL/dW_g  = gy[g] @ cols[g]^T                              (one matmul per group)
+    dL/dcols = W_g^T @ gy[g]                                  (same shape as cols)
     dL/dx    = col2im(dL/dcols): every patch's gradient is added back where the patch came
                from. Patches overlap, so the scatter is a loop over the kH*kW kernel offsets
                (9 iterations for a 3x3 kernel), each a strided add of a whole (N, C, H_out, W_out)

@@ -186,7 +186,7 @@ def recurrent_layer(
             cs[step + 1] = c_new
         saved.append(keep)
 
-    # packed output (B, T + 1, H): h_1..h_T, then c_T (LSTM) or a copy of h_T slot (unused)
+    # one packed output (B, T + 1, H): h_1 .. h_T, then c_T (LSTM; zeros and unused otherwise)
     packed = np.empty((b, t + 1, hid), dtype)
     packed[:, :t] = hs[1:].transpose(1, 0, 2)
     packed[:, t] = cs[t] if cs is not None else 0.0
