@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from layer0_math.datasets import CharVocab, load_cifar10, load_mnist, load_tiny_shakespeare
 from layer3_framework.repro import make_generator, seed_worker
 
 DATASETS = ("mnist", "cifar10", "shakespeare")
@@ -259,8 +260,6 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
     """The datasets ``cfg`` describes (real data via ``layer0_math.datasets``, or synthetic)."""
     rng = np.random.default_rng(seed)
     if cfg.name == "shakespeare":
-        from layer0_math.datasets import CharVocab, load_tiny_shakespeare
-
         # n_train / n_test count samples (windows of seq_len + 1 characters), as for images
         n_tr = None if cfg.n_train is None else cfg.n_train * cfg.seq_len + 1
         n_te = None if cfg.n_test is None else cfg.n_test * cfg.seq_len + 1
@@ -283,8 +282,6 @@ def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
         )
     shape = (1, 28, 28) if cfg.name == "mnist" else (3, 32, 32)
     if cfg.source == "real":
-        from layer0_math.datasets import load_cifar10, load_mnist
-
         loader = load_mnist if cfg.name == "mnist" else load_cifar10
         x_tr, y_tr = loader("train")
         x_te, y_te = loader("test")
