@@ -309,8 +309,8 @@ def train_char_lm(
     quick=asdict(CharConfig()),
     full=asdict(
         CharConfig(
-            lstm_steps=15000,
-            other_steps=5000,
+            lstm_steps=3000,
+            other_steps=1000,
             hidden_size=512,
             embed_dim=64,
             seq_len=128,
