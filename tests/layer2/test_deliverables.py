@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layer0_math.datasets import CharVocab, load_tiny_shakespeare
-from layer0_math.lab import MissingArtifactError, RunContext, run_deliverable
+from layer0_math.lab import MissingArtifactError, RunContext, run_deliverable, spec_of
 from layer2_primitives import deliverables
 from layer2_primitives.deliverables import (
     VisualizeConfig,
@@ -75,3 +75,18 @@ def test_char_rnn_beats_the_unigram_model(tmp_path):
     run = next((tmp_path / "layer2_primitives" / "char_rnn").glob("[0-9]*"))
     assert "=== LSTM" in (run / "samples.txt").read_text()
     assert (run / "model.safetensors").exists() and (run / "loss_curves.png").exists()
+
+
+@pytest.mark.parametrize(
+    "fn, config",
+    [
+        (deliverables.cnn_cifar10, deliverables.CnnConfig),
+        (deliverables.char_rnn, deliverables.CharConfig),
+        (deliverables.visualize, VisualizeConfig),
+    ],
+)
+def test_presets_are_valid_configs(fn, config):
+    """Both presets of every deliverable build its config dataclass (no unknown or missing keys)."""
+    for preset in ("quick", "full"):
+        cfg = config(**spec_of(fn).presets[preset])
+        assert cfg.blas_threads >= 1
