@@ -205,7 +205,7 @@ def save_arrays(
     from safetensors.numpy import save
 
     path = Path(path)
-    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    contiguous = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # keeps 0-d arrays 0-d
     _atomic_write_bytes(path, save(contiguous))
     write_json(path.with_name(path.name + ".json"), meta or {})
     return path

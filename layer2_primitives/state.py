@@ -47,8 +47,7 @@ def state_arrays(module: Module) -> dict[str, np.ndarray]:
 def load_state_arrays(module: Module, state: dict[str, np.ndarray]) -> None:
     """Inverse of `state_arrays`: copy parameters and buffers in; clear errors on mismatch.
 
-    The batch counter `num_batches_tracked` may come back with shape (1,) instead of () (the
-    safetensors writer stores at least one dimension); any one-element array is accepted.
+    The batch counter `num_batches_tracked` is accepted as any one-element array.
     """
     buffers = named_buffers(module)
     missing = sorted(set(buffers) - set(state))

@@ -140,3 +140,14 @@ def test_cli_runs_the_rest_after_a_failure_and_exits_nonzero(tmp_path):
     table = proc.stdout.split("\n\n")[-1]
     assert "first_fails | FAILED" in table and "bad value 7, expected 3" in table
     assert "second_runs | ok" in table and "k=2" in table
+
+
+def test_save_arrays_keeps_shapes_and_dtypes(tmp_path):
+    arrays = {"scalar": np.asarray(7, dtype=np.int64), "matrix": np.arange(6.0).reshape(2, 3).T}
+    arrays_back, meta = lab.read_arrays(
+        lab.save_arrays(tmp_path / "a.safetensors", arrays, {"k": 1})
+    )
+    assert meta == {"k": 1} and not list(tmp_path.glob(".*tmp*"))
+    for k, v in arrays.items():
+        assert arrays_back[k].shape == v.shape and arrays_back[k].dtype == v.dtype
+        np.testing.assert_array_equal(arrays_back[k], v)
