@@ -131,6 +131,7 @@ def test_bad_trainer_config_is_a_clear_error():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_model_gives_the_same_losses():
     losses = []
     for compiled in (False, True):
