@@ -110,8 +110,6 @@ def save_checkpoint(
     bitcast: dict[str, str] = {}
     arrays = {k: _to_numpy(v, k, bitcast) for k, v in tensors.items()}
     meta["bitcast"] = bitcast
-    # save_arrays stores 0-d arrays as shape (1,) (np.ascontiguousarray); remember which were 0-d
-    meta["scalars"] = sorted(k for k, v in tensors.items() if v.ndim == 0)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_arrays(Path(path), arrays, meta)
 
@@ -132,8 +130,6 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         t = torch.from_numpy(arr)
         if name in meta.get("bitcast", {}):
             t = t.view(getattr(torch, meta["bitcast"][name]))
-        if name in meta.get("scalars", ()):
-            t = t.reshape(())
         tensors[name] = t
     return tensors, meta
 
