@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layer1_autograd import Tensor
 from layer2_primitives import GELU, ReLU, Sigmoid, SiLU, Tanh
+from tests.layer2.torch_compare import assert_close
 
 CASES = [
     (ReLU(), torch.nn.ReLU()),

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layer1_autograd import Tensor
 from layer2_primitives import MultiHeadAttention, scaled_dot_product_attention
+from tests.layer2.torch_compare import assert_close
 
 
 @settings(max_examples=30, deadline=None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 
 from layer1_autograd import Tensor
 from layer2_primitives import Dropout
+from tests.layer2.torch_compare import assert_close
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])

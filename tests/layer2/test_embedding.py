@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, copy_params
 
 from layer1_autograd import Tensor
 from layer2_primitives import Embedding
+from tests.layer2.torch_compare import assert_close, copy_params
 
 
 def test_embedding_matches_torch(rng):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, compare_grads
 
 from layer1_autograd import F, Tensor
 from layer2_primitives import CharLM, CifarCNN, ReversalAttention, state_arrays
+from tests.layer2.torch_compare import assert_close, compare_grads
 
 
 class TorchCifarCNN(torch.nn.Module):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, compare_grads, copy_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layer1_autograd import Tensor
 from layer2_primitives import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from tests.layer2.torch_compare import assert_close, compare_grads, copy_params
 
 
 def _randomise_affine(theirs: torch.nn.Module, rng) -> None:

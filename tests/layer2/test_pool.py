@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from layer1_autograd import Tensor
 from layer2_primitives import AvgPool2d, MaxPool2d
+from tests.layer2.torch_compare import assert_close
 
 F = torch.nn.functional
 
