@@ -309,7 +309,15 @@ def _device_used(requested: str | None) -> str:
     return "cpu"
 
 
-def manifest(ctx: RunContext, *, start: float, seconds: float, status: str) -> dict[str, Any]:
+def error_summary(exc: BaseException) -> str:
+    """One line for a table: the exception's type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def manifest(
+    ctx: RunContext, *, start: float, seconds: float, status: str, error: str | None = None
+) -> dict[str, Any]:
     """The manifest of a run (see the module docstring)."""
     return {
         "layer": ctx.layer,
@@ -318,6 +326,7 @@ def manifest(ctx: RunContext, *, start: float, seconds: float, status: str) -> d
         "seed": ctx.seed,
         "config": ctx.config,
         "status": status,
+        "error": error,
         "git": _git_state(),
         "versions": _versions(),
         "device": _device_used(ctx.device),
@@ -400,11 +409,12 @@ def run_deliverable(
             raise TypeError(
                 f"deliverable {spec.name} returned {type(metrics).__name__}, not a dict"
             )
-    except BaseException:
+    except BaseException as exc:
         (run / "error.txt").write_text(traceback.format_exc())
+        seconds = time.perf_counter() - t0
         write_json(
             run / "manifest.json",
-            manifest(ctx, start=start, seconds=time.perf_counter() - t0, status="failed"),
+            manifest(ctx, start=start, seconds=seconds, status="failed", error=error_summary(exc)),
         )
         raise
     seconds = time.perf_counter() - t0
@@ -485,11 +495,14 @@ def _run_child(layer: str, name: str, args: argparse.Namespace) -> Outcome:
         keys = spec.headline or tuple(metrics)[:3]
         head = {k: metrics[k] for k in keys if k in metrics}
         return Outcome(layer, name, "ok", man["seconds"], head, _shown(run))
-    errors = sorted(base.glob("*/error.txt"), key=lambda p: p.stat().st_mtime)
-    lines = errors[-1].read_text().strip().splitlines() if errors else []
-    why = lines[-1] if lines else f"exit status {proc.returncode}"
-    where = _shown(errors[-1].parent) if errors else _shown(base)
-    return Outcome(layer, name, "FAILED", seconds, {}, where, why=why[:160])
+    failed = sorted(base.glob("*/error.txt"), key=lambda p: p.stat().st_mtime)
+    if not failed:
+        return Outcome(
+            layer, name, "FAILED", seconds, {}, _shown(base), why=f"exit status {proc.returncode}"
+        )
+    man = json.loads((failed[-1].parent / "manifest.json").read_text())
+    why = man.get("error") or f"exit status {proc.returncode}"
+    return Outcome(layer, name, "FAILED", seconds, {}, _shown(failed[-1]), why=why[:160])
 
 
 def _parser(prog: str, names: Sequence[str]) -> argparse.ArgumentParser:
@@ -554,7 +567,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--runs-dir", type=Path, default=None)
         a = p.parse_args(argv[1:])
         fn = getattr(importlib.import_module(f"{a.layer}.deliverables"), a.name)
-        run_deliverable(fn, preset=a.preset, seed=a.seed, runs_dir=a.runs_dir, device=a.device)
+        try:
+            run_deliverable(fn, preset=a.preset, seed=a.seed, runs_dir=a.runs_dir, device=a.device)
+        except Exception as exc:  # the traceback is in the run's error.txt; the user gets the why
+            print(f"\n{a.layer}/{a.name} failed:\n{type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         return 0
     if argv and argv[0] == "layers":
         args = _parser("python -m layer0_math.lab layers", []).parse_args(argv[1:])

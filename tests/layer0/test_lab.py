@@ -76,7 +76,8 @@ def test_failure_is_recorded(tmp_path):
         lab.run_deliverable(broken, runs_dir=tmp_path)
     (run,) = (tmp_path / __name__.split(".")[0] / "broken").glob("[0-9]*")
     assert "RuntimeError: boom" in (run / "error.txt").read_text()
-    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: boom"
     with pytest.raises(lab.MissingArtifactError, match="no finished run"):
         lab.latest_run_dir(__name__.split(".")[0], "broken", tmp_path)
 
@@ -138,7 +139,8 @@ def test_cli_runs_the_rest_after_a_failure_and_exits_nonzero(tmp_path):
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     table = proc.stdout.split("\n\n")[-1]
-    assert "first_fails | FAILED" in table and "bad value 7, expected 3" in table
+    assert "first_fails | FAILED" in table and "ValueError: bad value 7, expected 3" in table
+    assert "Traceback" not in proc.stderr and "error.txt" in table
     assert "second_runs | ok" in table and "k=2" in table
 
 
