@@ -35,18 +35,6 @@ def _plt() -> Any:
     return plt
 
 
-def _blas_threads(n: int) -> Any:
-    """Limit BLAS to ``n`` threads (0: the library default) while the block runs.
-
-    The matrices here are small (at most 128 x 784 x 512), where a second BLAS thread gains
-    little on an idle machine but, on a busy one, every product waits at a barrier for a thread
-    the scheduler has parked: a 2-thread OpenBLAS product then ran 25x slower than 1 thread.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=n or None, user_api="blas")
-
-
 def _cosine_lr(base: float, step: int, total: int) -> float:
     """Cosine decay from ``base`` to 0 over ``total`` steps."""
     return base * 0.5 * (1.0 + math.cos(math.pi * step / total))
@@ -219,8 +207,7 @@ def mlp_manual_backprop(ctx: RunContext) -> dict[str, Any]:
 
     ``n_train``/``n_test`` = 0 means all examples.
     """
-    with _blas_threads(ctx.config["blas_threads"]):
-        return _train_manual_mlp(ctx)
+    return _train_manual_mlp(ctx)
 
 
 def _train_manual_mlp(ctx: RunContext) -> dict[str, Any]:
@@ -441,8 +428,7 @@ def _landscape(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> dict[str, float
 )
 def gradient_flow(ctx: RunContext) -> dict[str, Any]:
     """Vanishing/exploding gradients, a drawn graph, and loss-landscape slices (sklearn digits)."""
-    with _blas_threads(ctx.config["blas_threads"]):
-        return _gradient_flow(ctx)
+    return _gradient_flow(ctx)
 
 
 def _gradient_flow(ctx: RunContext) -> dict[str, Any]:

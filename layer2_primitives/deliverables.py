@@ -7,10 +7,9 @@
 - visualize: the CNN's first-layer filters and feature maps (from the cnn_cifar10 artifact) and
   the attention pattern of a small attention model trained to reverse sequences.
 
-Every config has `blas_threads` (default 1), the BLAS thread count while the deliverable runs.
-Our matmuls are many and mid-sized; on a shared 2-core CPU a second BLAS thread mostly waits at
-barriers for a core (measured under load: a (32, 256) @ (256, 1024) product 17x slower with 2
-threads than with 1), so one thread per process is the robust default.
+Every config has `blas_threads` (default 1; applied by layer0_math.lab while the deliverable
+runs): our matmuls are many and mid-sized, and under load a second BLAS thread mostly waits at
+barriers for a core (a (32, 256) @ (256, 1024) product ran 17x slower with 2 threads than 1).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from layer0_math.datasets import CharVocab, load_cifar10, load_tiny_shakespeare
 from layer0_math.lab import RunContext, deliverable, load_arrays
@@ -84,8 +82,7 @@ def _cifar_normalised() -> tuple[np.ndarray, ...]:
 )
 def cnn_cifar10(ctx: RunContext) -> dict[str, float]:
     cfg = CnnConfig(**ctx.config)
-    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
-        return _cnn_cifar10(ctx, cfg)
+    return _cnn_cifar10(ctx, cfg)
 
 
 def _cnn_cifar10(ctx: RunContext, cfg: CnnConfig) -> dict[str, float]:
@@ -323,8 +320,7 @@ def train_char_lm(
 )
 def char_rnn(ctx: RunContext) -> dict[str, float]:
     cfg = CharConfig(**ctx.config)
-    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
-        return _char_rnn(ctx, cfg)
+    return _char_rnn(ctx, cfg)
 
 
 def _char_rnn(ctx: RunContext, cfg: CharConfig) -> dict[str, float]:
@@ -434,8 +430,7 @@ def train_reversal(ctx: RunContext, cfg: VisualizeConfig) -> tuple[ReversalAtten
 )
 def visualize(ctx: RunContext) -> dict[str, float]:
     cfg = VisualizeConfig(**ctx.config)
-    with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
-        return _visualize(ctx, cfg)
+    return _visualize(ctx, cfg)
 
 
 def _visualize(ctx: RunContext, cfg: VisualizeConfig) -> dict[str, float]:

@@ -153,3 +153,16 @@ def test_save_arrays_keeps_shapes_and_dtypes(tmp_path):
     for k, v in arrays.items():
         assert arrays_back[k].shape == v.shape and arrays_back[k].dtype == v.dtype
         np.testing.assert_array_equal(arrays_back[k], v)
+
+
+def test_blas_threads_config_limits_blas_inside_the_deliverable(tmp_path):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    @lab.deliverable(quick={"blas_threads": 1})
+    def count_threads(ctx):
+        blas = [
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"
+        ]
+        return {"max_blas_threads": max(blas, default=1)}
+
+    assert lab.run_deliverable(count_threads, runs_dir=tmp_path)["max_blas_threads"] == 1
