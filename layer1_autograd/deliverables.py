@@ -175,31 +175,23 @@ def grad_difference(model: ManualMLP, x: np.ndarray, y: np.ndarray) -> float:
     return max(float(np.abs(p.grad - grads[n]).max()) for n, p in engine.named_parameters())
 
 
+MLP_QUICK = {
+    "hidden": 256,
+    "epochs": 8,
+    "batch_size": 128,
+    "lr": 0.05,
+    "momentum": 0.9,
+    "n_val": 5000,
+    "n_train": 0,
+    "n_test": 0,
+    "grad_check_batch": 100,
+    "blas_threads": 1,
+}
+
+
 @deliverable(
-    quick={
-        "hidden": 256,
-        "epochs": 8,
-        "batch_size": 128,
-        "lr": 0.05,
-        "momentum": 0.9,
-        "n_val": 5000,
-        "n_train": 0,
-        "n_test": 0,
-        "grad_check_batch": 100,
-        "blas_threads": 1,
-    },
-    full={
-        "hidden": 512,
-        "epochs": 20,
-        "batch_size": 128,
-        "lr": 0.05,
-        "momentum": 0.9,
-        "n_val": 5000,
-        "n_train": 0,
-        "n_test": 0,
-        "grad_check_batch": 100,
-        "blas_threads": 1,
-    },
+    quick=MLP_QUICK,
+    full={**MLP_QUICK, "hidden": 512, "epochs": 20},
     headline=["test_accuracy", "grad_max_abs_diff"],
 )
 def mlp_manual_backprop(ctx: RunContext) -> dict[str, Any]:
@@ -401,28 +393,29 @@ def _landscape(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> dict[str, float
     }
 
 
+FLOW_QUICK = {
+    "depth": 12,
+    "width": 64,
+    "steps": 150,
+    "lr": 0.01,
+    "batch_size": 128,
+    "landscape_steps": 400,
+    "landscape_points": 41,
+    "landscape_grid": 21,
+    "blas_threads": 1,
+}
+
+
 @deliverable(
-    quick={
-        "depth": 12,
-        "width": 64,
-        "steps": 150,
-        "lr": 0.01,
-        "batch_size": 128,
-        "landscape_steps": 400,
-        "landscape_points": 41,
-        "landscape_grid": 21,
-        "blas_threads": 1,
-    },
+    quick=FLOW_QUICK,
     full={
+        **FLOW_QUICK,
         "depth": 20,
         "width": 128,
         "steps": 1000,
-        "lr": 0.01,
-        "batch_size": 128,
         "landscape_steps": 2000,
         "landscape_points": 81,
         "landscape_grid": 41,
-        "blas_threads": 1,
     },
     headline=["ratio_sigmoid_he", "grad_norm_first_relu_naive_large", "ratio_relu_he"],
 )
