@@ -142,8 +142,7 @@ class RunContext:
 
     def savefig(self, fig: Any, name: str) -> Path:
         """The one plotting helper: save a matplotlib figure as PNG and close it."""
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         p = self.path(name if name.endswith(".png") else name + ".png")
         fig.savefig(p, dpi=120, bbox_inches="tight")
         plt.close(fig)
@@ -162,6 +161,17 @@ class RunContext:
 
     def write_json(self, name: str, obj: Any) -> Path:
         return write_json(self.path(name), obj)
+
+
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the file-only Agg backend: every deliverable plots through this
+    (figures go to files through :meth:`RunContext.savefig`, never to a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 # ----------------------------------------------------------------------------- files

@@ -1,0 +1,43 @@
+"""Weight initialisation: the standard deviation that keeps a signal's variance through depth.
+
+For a layer z = W a with n_in inputs and weights W_ij ~ N(0, σ²), independent of a,
+
+    Var(z) = n_in · σ² · E[a²]
+
+so the scale of the signal is multiplied by √(n_in σ² E[a²]/Var(z_prev)) per layer, and over L
+layers by the L-th power of that: anything but 1 vanishes or explodes geometrically.
+
+- Glorot & Bengio (2010), "xavier": σ² = 2 / (n_in + n_out), the compromise between keeping the
+  forward variance (n_in σ² = 1) and the backward one (n_out σ² = 1) for a linear/tanh unit.
+- He et al. (2015), "he": σ² = 2 / n_in. A ReLU zeroes half its inputs, so E[a²] = Var(z)/2 and
+  the weights must make up the factor 2.
+- "naive" N(0, 1) multiplies the signal by about √(n_in/2) per ReLU layer (explosion) and
+  saturates tanh/sigmoid units; "small" N(0, 0.01²) shrinks it by 0.01·√n_in (vanishing).
+
+This is the project's one table of schemes: layer 0's variance-propagation experiment and
+layer 1's gradient-flow study both read it.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["INITS", "init_std"]
+
+INITS = ("naive", "small", "xavier", "he")
+
+
+def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
+    """The weight standard deviation σ of ``scheme`` for a layer with ``fan_in`` inputs and
+    ``fan_out`` outputs."""
+    if fan_in < 1 or fan_out < 1:
+        raise ValueError(f"fan_in and fan_out must be >= 1, got {fan_in} and {fan_out}")
+    if scheme == "naive":
+        return 1.0
+    if scheme == "small":
+        return 0.01
+    if scheme == "xavier":
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    if scheme == "he":
+        return math.sqrt(2.0 / fan_in)
+    raise ValueError(f"unknown init {scheme!r}; expected one of {list(INITS)}")
