@@ -11,8 +11,20 @@ Missing data is an error that lists every place looked and how to fix it; a file
 size or checksum is an error that names the file. Nothing is ever replaced by synthetic data.
 
 Checksums are taken over the *decompressed* content, so a re-gzipped file with the same bytes
-inside is accepted (the shared copy of MNIST's train images is one). Decoded arrays are cached as
-``.npy`` next to the downloads and memory-mapped, so a second load skips the decompression.
+inside is accepted (the shared copy of MNIST's train images is one). Labels outside
+``0..num_classes-1`` are an error naming the file and the value.
+
+Decoded arrays are cached as ``.npy`` under ``<cache>/decoded/<tag>/`` and memory-mapped, so a
+second load skips the decompression. The cache is only ever trusted with proof:
+
+- every file is written under a temporary name no lookup matches (``.<name>.<random>.tmp``), then
+  renamed into place atomically, and the record ``cache.json`` is written last; a process killed
+  mid-write leaves only a temporary file, which is ignored and removed once an hour old;
+- ``cache.json`` records the source files the arrays were decoded from (path, size, mtime,
+  registry sha256) and each array's shape, dtype and the sha256 of its ``.npy`` bytes; a load
+  re-checks all of it (hashing runs at ~1 GB/s: ~0.1 s for CIFAR-10's 150 MB train set), and a
+  cache that fails any check is rebuilt from the sources with a :class:`DatasetCacheWarning`,
+  never returned.
 
 Shapes and dtypes::
 
@@ -27,23 +39,33 @@ Shapes and dtypes::
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import json
 import os
+import secrets
+import shutil
 import tarfile
-import tempfile
+import time
 import urllib.error
 import urllib.request
+import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 
 class DatasetError(RuntimeError):
     """A dataset is unknown, missing, or a file of it is corrupt."""
+
+
+class DatasetCacheWarning(UserWarning):
+    """A decoded-array cache did not match what it was made from and is being rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,7 @@ class DatasetEntry:
     archive: Archive | None = None
     notes: str = ""
     splits: tuple[str, ...] = field(default=())
+    num_classes: int | None = None  # labels must lie in 0..num_classes-1
 
 
 _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -134,6 +157,7 @@ REGISTRY: dict[str, DatasetEntry] = {
         },
         source="yann.lecun.com/exdb/mnist (mirror: ossci-datasets.s3.amazonaws.com/mnist)",
         splits=("train", "test"),
+        num_classes=10,
     ),
     "fashion_mnist": DatasetEntry(
         "fashion_mnist",
@@ -154,6 +178,7 @@ REGISTRY: dict[str, DatasetEntry] = {
         },
         source="github.com/zalandoresearch/fashion-mnist (data/fashion/*.gz)",
         splits=("train", "test"),
+        num_classes=10,
     ),
     "cifar10": DatasetEntry(
         "cifar10",
@@ -200,6 +225,7 @@ REGISTRY: dict[str, DatasetEntry] = {
         ),
         notes="The shared copy's pixels are JPEG-decoded and its test set is sorted by class.",
         splits=("train", "test"),
+        num_classes=10,
     ),
     "tiny_shakespeare": DatasetEntry(
         "tiny_shakespeare",
@@ -230,6 +256,47 @@ REGISTRY: dict[str, DatasetEntry] = {
 }
 
 
+# ----------------------------------------------------------------------------- writing files
+
+_TEMP_SUFFIX = ".tmp"
+_STALE_SECONDS = 3600.0  # no write takes an hour: an older temporary file's writer is dead
+
+
+@contextlib.contextmanager
+def atomic_file(dest: Path) -> Iterator[BinaryIO]:
+    """Write ``dest`` all or nothing: into ``.<name>.<random>.tmp`` beside it, then rename.
+
+    Readers see the old file or the whole new one. No lookup matches the temporary name, so a
+    process killed mid-write leaves a file that is ignored (and removed once stale, see
+    :func:`remove_stale_temps`); an exception removes it at once.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # a random name opened exclusively ("x"), not mkstemp: the file gets the umask's mode
+    # (readable by the group, like any other file the user writes), not mkstemp's 0600
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+    try:
+        with open(tmp, "xb") as f:
+            yield f
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path, older_than: float = _STALE_SECONDS) -> None:
+    """Delete the hidden temporary files a killed writer left in one of our cache folders.
+
+    Only files older than ``older_than`` seconds go: a younger one may be another process's
+    write in progress.
+    """
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for p in folder.glob(".*"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+
+
 # ----------------------------------------------------------------------------- locating files
 
 
@@ -251,16 +318,24 @@ def _entry(name: str) -> DatasetEntry:
 
 
 def _read_content(path: Path) -> bytes:
-    """The file's bytes, decompressed when it ends in .gz; a broken archive names the file."""
+    """The file's bytes, decompressed when it ends in .gz; each way of failing names the file."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
+        with open(path, "rb") as raw:
+            if path.suffix != ".gz":
+                return raw.read()
+            with gzip.GzipFile(fileobj=raw) as f:
                 return f.read()
-        return path.read_bytes()
-    except (EOFError, OSError, zlib.error) as e:
+    except PermissionError as e:
+        raise DatasetError(
+            f"permission denied reading {path}: make it readable (chmod a+r) or point "
+            "DLSTACK_DATA at a readable copy"
+        ) from e
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DatasetError(
             f"{path} is truncated or not a valid gzip file ({e}); delete it and fetch it again"
         ) from e
+    except OSError as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
 
 
 def _verify(spec: FileSpec, path: Path) -> bytes:
@@ -291,43 +366,41 @@ def _find(spec: FileSpec) -> tuple[FileSpec, Path] | None:
 def _download(url: str, dest: Path) -> None:
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    tmp = Path(tmp_name)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as out:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                while chunk := r.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    remove_stale_temps(dest.parent)
+    with urllib.request.urlopen(url, timeout=60) as r, atomic_file(dest) as out:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+            while chunk := r.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _fetch_archive(archive_spec: Archive, spec: FileSpec) -> tuple[FileSpec, Path]:
+    """Download the archive once, check its md5, unpack every member into the cache."""
+    archive = cache_dir() / "archives" / Path(archive_spec.url).name
+    if not archive.exists():
+        _download(archive_spec.url, archive)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    if md5 != archive_spec.md5:
+        archive.unlink()
+        raise DatasetError(f"{archive} has md5 {md5}, expected {archive_spec.md5}")
+    with tarfile.open(archive) as tar:
+        for member, rel in archive_spec.members.items():
+            src = tar.extractfile(member)
+            if src is None:
+                raise DatasetError(f"{archive} has no member {member}")
+            with atomic_file(cache_dir() / rel) as out:
+                shutil.copyfileobj(src, out)
+    found = _find(spec)
+    if found is None:
+        raise DatasetError(f"{archive} did not provide {spec.path}")
+    return found
 
 
 def _fetch(entry: DatasetEntry, spec: FileSpec) -> tuple[FileSpec, Path]:
     """Download a file (or the archive holding it) into the cache; return what to read."""
     if entry.archive is not None:
-        archive = cache_dir() / "archives" / Path(entry.archive.url).name
-        if not archive.exists():
-            _download(entry.archive.url, archive)
-        md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-        if md5 != entry.archive.md5:
-            archive.unlink()
-            raise DatasetError(f"{archive} has md5 {md5}, expected {entry.archive.md5}")
-        with tarfile.open(archive) as tar:
-            for member, rel in entry.archive.members.items():
-                target = cache_dir() / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                if src is None:
-                    raise DatasetError(f"{archive} has no member {member}")
-                target.write_bytes(src.read())
-        found = _find(spec)
-        if found is None:
-            raise DatasetError(f"{archive} did not provide {spec.path}")
-        return found
+        return _fetch_archive(entry.archive, spec)
     if spec.url is None:
         raise DatasetError(f"{spec.path} has no download URL")
     dest = cache_dir() / spec.path
@@ -361,41 +434,149 @@ def locate(name: str, key: str) -> tuple[FileSpec, Path]:
     )
 
 
+def _read_with_source(name: str, key: str) -> tuple[bytes, str]:
+    """A registry file's verified content, and how errors about it name it."""
+    spec, path = locate(name, key)
+    return _verify(spec, path), f"{path} ({name} {key})"
+
+
 def read_file(name: str, key: str) -> bytes:
     """The verified, decompressed content of one registry file."""
-    spec, path = locate(name, key)
-    return _verify(spec, path)
+    return _read_with_source(name, key)[0]
 
 
 # ----------------------------------------------------------------------------- decoded-array cache
 
-
-def _cached(tag: str, decode: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Decode once, then memory-map ``.npy`` files from the cache (``tag`` keys the content)."""
-    folder = cache_dir() / "decoded" / tag
-    marker = folder / "complete"
-    if marker.exists():
-        return {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
-    arrays = decode()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, v in arrays.items():
-            tmp = folder / f".{k}.{os.getpid()}.npy"
-            np.save(tmp, v)
-            os.replace(tmp, folder / f"{k}.npy")
-        marker.touch()
-    except OSError:
-        pass  # a read-only cache only costs the decode next time
-    return arrays
+CACHE_RECORD = "cache.json"
+_CACHE_FORMAT = 1
+_ARRAYS = ("x", "y")  # every cached dataset is images x and labels y
 
 
-def _cache_tag(name: str, keys: Sequence[str]) -> str:
-    parts = []
+class _BadCache(Exception):
+    """Why a decoded cache cannot be trusted (turned into a warning and a rebuild)."""
+
+
+def _sources(name: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """What a decoded cache is made from: each source file's path, size, mtime and checksum."""
+    out = []
     for key in keys:
         spec, path = locate(name, key)
         st = path.stat()
-        parts.append(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{spec.sha256}")
+        out.append(
+            {
+                "path": str(path.resolve()),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "sha256": spec.sha256,
+            }
+        )
+    return out
+
+
+def _cache_tag(name: str, sources: list[dict[str, Any]]) -> str:
+    parts = [f"{s['path']}:{s['size']}:{s['mtime_ns']}:{s['sha256']}" for s in sources]
     return f"{name}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class _HashingWriter:
+    """Hands bytes on to a file and hashes them on the way: the checksum of exactly what was
+    written, with no second read."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.f.write(data)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified_array(folder: Path, key: str, info: Any) -> np.ndarray:
+    """The memory-mapped ``<key>.npy`` if its bytes, shape and dtype are the recorded ones."""
+    path = folder / f"{key}.npy"
+    if not isinstance(info, dict) or not path.is_file():
+        raise _BadCache(f"{path.name} is missing or unrecorded")
+    digest = _file_sha256(path)
+    if digest != info.get("sha256"):
+        raise _BadCache(f"{path.name} has sha256 {digest}, recorded {info.get('sha256')}")
+    array = np.load(path, mmap_mode="r")
+    if list(array.shape) != info.get("shape") or array.dtype.str != info.get("dtype"):
+        raise _BadCache(
+            f"{path.name} holds {array.dtype.str} {list(array.shape)}, recorded "
+            f"{info.get('dtype')} {info.get('shape')}"
+        )
+    return array
+
+
+def _read_cache(folder: Path, sources: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Every cached array, each checked against the record; :class:`_BadCache` says why not."""
+    try:
+        record = json.loads((folder / CACHE_RECORD).read_text())
+    except ValueError as e:  # JSONDecodeError and undecodable bytes both
+        raise _BadCache(f"its record {CACHE_RECORD} is unreadable ({e})") from e
+    if not isinstance(record, dict) or record.get("format") != _CACHE_FORMAT:
+        raise _BadCache(f"its record {CACHE_RECORD} is not a format-{_CACHE_FORMAT} record")
+    if record.get("sources") != sources:
+        made_from = [s.get("path") for s in record.get("sources") or [] if isinstance(s, dict)]
+        raise _BadCache(f"it was made from other files ({made_from}) or older versions of them")
+    arrays = record.get("arrays")
+    if not isinstance(arrays, dict) or set(arrays) != set(_ARRAYS):
+        raise _BadCache(f"its record lists arrays {arrays!r}, expected {list(_ARRAYS)}")
+    return {key: _verified_array(folder, key, arrays[key]) for key in _ARRAYS}
+
+
+def _write_cache(
+    folder: Path, sources: list[dict[str, Any]], arrays: dict[str, np.ndarray]
+) -> None:
+    """Each array to ``<key>.npy``, then the record that vouches for them, each atomically."""
+    record: dict[str, Any] = {"format": _CACHE_FORMAT, "sources": sources, "arrays": {}}
+    for key in _ARRAYS:
+        with atomic_file(folder / f"{key}.npy") as f:
+            writer = _HashingWriter(f)
+            np.save(writer, arrays[key])  # type: ignore[arg-type]
+        record["arrays"][key] = {
+            "shape": list(arrays[key].shape),
+            "dtype": arrays[key].dtype.str,
+            "sha256": writer.sha256.hexdigest(),
+        }
+    with atomic_file(folder / CACHE_RECORD) as f:
+        f.write(json.dumps(record, indent=1).encode())
+    keep = {CACHE_RECORD, *(f"{key}.npy" for key in _ARRAYS)}
+    for p in folder.iterdir():  # e.g. an older version's marker file; hidden temps age out
+        if p.name not in keep and not p.name.startswith("."):
+            p.unlink(missing_ok=True)
+
+
+def _cached(
+    name: str, keys: Sequence[str], decode: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Decode once, then memory-map the verified ``.npy`` files (see the module docstring)."""
+    sources = _sources(name, keys)
+    folder = cache_dir() / "decoded" / _cache_tag(name, sources)
+    remove_stale_temps(folder)
+    if (folder / CACHE_RECORD).is_file():
+        try:
+            return _read_cache(folder, sources)
+        except (_BadCache, OSError, ValueError) as e:
+            warnings.warn(
+                f"the decoded cache {folder} cannot be trusted: {e}; rebuilding it from "
+                + ", ".join(s["path"] for s in sources),
+                DatasetCacheWarning,
+                stacklevel=3,
+            )
+            with contextlib.suppress(OSError):
+                (folder / CACHE_RECORD).unlink(missing_ok=True)
+    arrays = decode()
+    with contextlib.suppress(OSError):  # a read-only cache only costs the decode next time
+        _write_cache(folder, sources, arrays)
+    return arrays
 
 
 def _check_split(name: str, split: str) -> None:
@@ -441,16 +622,30 @@ def parse_cifar_bin(content: bytes, source: str = "CIFAR-10 file") -> tuple[np.n
     return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
 
 
+def check_labels(y: np.ndarray, num_classes: int | None, source: str) -> np.ndarray:
+    """``y`` unchanged if every label lies in ``0..num_classes-1`` (``None``: not checked)."""
+    if num_classes is None:
+        return y
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if bad.size:
+        raise DatasetError(
+            f"{source} has label {y[bad[0]]} at index {bad[0]} ({bad.size} label(s) outside "
+            f"0..{num_classes - 1}): the file is corrupt or not this dataset's"
+        )
+    return y
+
+
 def _load_idx_pair(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     _check_split(name, split)
     keys = (f"{split}_images", f"{split}_labels")
 
     def decode() -> dict[str, np.ndarray]:
-        x = parse_idx_images(read_file(name, keys[0]), f"{name} {keys[0]}")
-        y = parse_idx_labels(read_file(name, keys[1]), f"{name} {keys[1]}")
+        x = parse_idx_images(*_read_with_source(name, keys[0]))
+        content, source = _read_with_source(name, keys[1])
+        y = check_labels(parse_idx_labels(content, source), _entry(name).num_classes, source)
         return {"x": x, "y": y}
 
-    arrays = _cached(_cache_tag(name, keys), decode)
+    arrays = _cached(name, keys, decode)
     return arrays["x"], arrays["y"]
 
 
@@ -489,14 +684,18 @@ def load_cifar10(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     _check_split("cifar10", split)
     keys = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
 
-    def decode() -> dict[str, np.ndarray]:
-        parts = [parse_cifar_bin(read_file("cifar10", k), f"cifar10 {k}") for k in keys]
-        return {
-            "x": np.concatenate([p[0] for p in parts]),
-            "y": np.concatenate([p[1] for p in parts]),
-        }
+    num_classes = _entry("cifar10").num_classes
 
-    arrays = _cached(_cache_tag("cifar10", keys), decode)
+    def decode() -> dict[str, np.ndarray]:
+        xs, ys = [], []
+        for key in keys:
+            content, source = _read_with_source("cifar10", key)
+            x, y = parse_cifar_bin(content, source)
+            xs.append(x)
+            ys.append(check_labels(y, num_classes, source))
+        return {"x": np.concatenate(xs), "y": np.concatenate(ys)}
+
+    arrays = _cached("cifar10", keys, decode)
     return arrays["x"], arrays["y"]
 
 

@@ -235,3 +235,166 @@ def test_diabetes_scaled_and_raw_agree():
     np.testing.assert_array_equal(y, y_raw)
     centred = raw - raw.mean(axis=0)  # sklearn scales centred columns to unit Euclidean norm
     np.testing.assert_allclose(x, centred / np.linalg.norm(centred, axis=0), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- fault injection
+
+
+def _fake_idx_dataset(monkeypatch, env, name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Replace registry entry ``name`` by a small IDX dataset (test split) under env/data."""
+    files = {}
+    for kind, content in (("images", _idx_images(x)), ("labels", _idx_labels(y))):
+        rel = f"{name}/test-{kind}.gz"
+        (env / "data" / name).mkdir(parents=True, exist_ok=True)
+        (env / "data" / rel).write_bytes(gzip.compress(content))
+        files[f"test_{kind}"] = FileSpec(rel, hashlib.sha256(content).hexdigest(), len(content))
+    entry = datasets.DatasetEntry(name, files, "a test", splits=("test",), num_classes=10)
+    monkeypatch.setitem(datasets.REGISTRY, name, entry)
+
+
+def _small_idx(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), rng.integers(0, 10, 50)
+
+
+def _decoded_folders(env) -> list:
+    return sorted((env / "cache" / "dlstack" / "decoded").iterdir())
+
+
+def _assert_loads(loader, x, y, *, mapped: bool) -> None:
+    x2, y2 = loader("test")
+    assert isinstance(x2, np.memmap) == mapped
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+
+
+_KILLED_DURING_SAVE = """
+import os, signal
+import numpy as np
+from layer0_math import datasets
+
+def save_then_die(file, arr, *args, **kwargs):
+    # a process killed by SIGKILL half-way through writing the first decoded array
+    f = open(file, "wb") if isinstance(file, (str, os.PathLike)) else file
+    f.write(b"\\x93NUMPY" + bytes(100))
+    getattr(f, "flush", lambda: None)()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+np.save = save_then_die
+datasets.load_fashion_mnist("test")
+"""
+
+
+def test_a_process_killed_during_the_first_decode_does_not_poison_the_cache(empty_env):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # the registry's own fashion_mnist entry (checked by size only), with synthetic content
+    n = 10_000
+    x = (np.arange(n * 28 * 28) % 251).astype(np.uint8).reshape(n, 28, 28)
+    y = np.arange(n) % 10
+    for rel, content in (
+        ("fashion-mnist/t10k-images-idx3-ubyte.gz", _idx_images(x)),
+        ("fashion-mnist/t10k-labels-idx1-ubyte.gz", _idx_labels(y)),
+    ):
+        (empty_env / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (empty_env / "data" / rel).write_bytes(gzip.compress(content, compresslevel=1))
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_DURING_SAVE], env=os.environ.copy(), capture_output=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    (folder,) = _decoded_folders(empty_env)
+    leftovers = list(folder.iterdir())
+    assert leftovers, "the killed process should have left its partial file behind"
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)  # decodes again
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)  # reads the cache
+    temps = [p for p in leftovers if p.exists() and p.name not in {"x.npy", "y.npy"}]
+    assert temps, "a young temporary file may be another process's write: it stays"
+    for p in temps:  # once stale, the dead process's temporary file is removed, never read
+        os.utime(p, (0, 0))
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)
+    assert not [p for p in temps if p.exists()]
+
+
+def test_a_cache_with_flipped_bytes_is_rebuilt_with_a_warning(empty_env, monkeypatch):
+    x, y = _small_idx(0)
+    _fake_idx_dataset(monkeypatch, empty_env, "fashion_mnist", x, y)
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)
+    (folder,) = _decoded_folders(empty_env)
+    with open(folder / "x.npy", "r+b") as f:  # one flipped byte in the pixel data
+        f.seek(-100, 2)
+        byte = f.read(1)
+        f.seek(-100, 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.warns(datasets.DatasetCacheWarning, match=r"x\.npy.*rebuilding"):
+        _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)  # repaired, no warning
+
+
+def test_another_datasets_cache_in_its_place_is_rebuilt(empty_env, monkeypatch):
+    x, y = _small_idx(1)
+    other_x, other_y = _small_idx(2)
+    _fake_idx_dataset(monkeypatch, empty_env, "fashion_mnist", x, y)
+    _fake_idx_dataset(monkeypatch, empty_env, "mnist", other_x, other_y)
+    datasets.load_fashion_mnist("test")
+    datasets.load_mnist("test")
+    fashion, mnist = _decoded_folders(empty_env)
+    assert fashion.name.startswith("fashion_mnist") and mnist.name.startswith("mnist")
+    (fashion / "x.npy").write_bytes((mnist / "x.npy").read_bytes())  # one array swapped
+    with pytest.warns(datasets.DatasetCacheWarning, match=r"x\.npy"):
+        _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)
+    for f in mnist.iterdir():  # the whole folder, record included
+        (fashion / f.name).write_bytes(f.read_bytes())
+    with pytest.warns(datasets.DatasetCacheWarning, match="made from other files"):
+        _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)
+    (fashion / "cache.json").write_text("{not json")
+    with pytest.warns(datasets.DatasetCacheWarning, match="record"):
+        _assert_loads(datasets.load_fashion_mnist, x, y, mapped=False)
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)
+
+
+def test_an_unreadable_file_says_permission_denied(empty_env, monkeypatch):
+    import builtins
+
+    spec = datasets.REGISTRY["tinystories"].files["text"]
+    path = empty_env / "data" / spec.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(b"Once upon a time"))
+    path.chmod(0)
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):  # root reads a chmod-000 file anyway: deny like a user
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(DatasetError, match=r"permission denied.*valid-sample\.txt\.gz") as err:
+        datasets.load_tinystories()
+    assert "truncated" not in str(err.value)
+
+
+def test_labels_outside_the_class_range_are_refused(empty_env, monkeypatch):
+    x, y = _small_idx(3)
+    y[7] = 10
+    _fake_idx_dataset(monkeypatch, empty_env, "fashion_mnist", x, y)
+    with pytest.raises(DatasetError, match=r"test-labels\.gz.*label 10 at index 7.*0\.\.9"):
+        datasets.load_fashion_mnist("test")
+
+
+def test_cifar_labels_outside_the_class_range_are_refused(empty_env, monkeypatch):
+    labels = np.array([3, 0, 12, 1], dtype=np.uint8)
+    images = np.zeros((4, 3072), dtype=np.uint8)
+    content = np.concatenate([labels[:, None], images], axis=1).tobytes()
+    rel = "cifar/test_batch.bin.gz"
+    (empty_env / "data" / "cifar").mkdir()
+    (empty_env / "data" / rel).write_bytes(gzip.compress(content))
+    spec = FileSpec(rel, hashlib.sha256(content).hexdigest(), len(content))
+    entry = datasets.DatasetEntry(
+        "cifar10", {"test_batch": spec}, "a test", splits=("train", "test"), num_classes=10
+    )
+    monkeypatch.setitem(datasets.REGISTRY, "cifar10", entry)
+    with pytest.raises(DatasetError, match=r"test_batch\.bin\.gz.*label 12 at index 2"):
+        datasets.load_cifar10("test")
