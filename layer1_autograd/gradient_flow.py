@@ -16,10 +16,13 @@ for ReLU: with n_in inputs, Var(z_l) = n_in Var(W) E[a²_{l−1}] and E[a²] = V
 
     Var(W) = 2 / n_in                               (He / Kaiming normal initialisation)
 
-"Naive" choices break this: N(0, 1) multiplies the signal by √(n_in/2) per ReLU layer (explosion)
-and saturates sigmoid/tanh units; N(0, 0.01²) shrinks it by ~0.01·√n_in per layer (vanishing).
-This module sets those initialisations on a tensor-engine :class:`~layer1_autograd.nn.MLP` and
-records the norm of ∂L/∂W_l for every layer l while training.
+"Naive" choices break this: N(0, 1) ("naive") multiplies the signal by √(n_in/2) per ReLU layer
+(explosion) and saturates sigmoid/tanh units; N(0, 0.01²) ("small") shrinks it by ~0.01·√n_in per
+layer (vanishing). The schemes are layer 0's one table (:mod:`layer0_math.initialization`); this
+module sets them on a tensor-engine :class:`~layer1_autograd.nn.MLP` and records the norm of
+∂L/∂W_l for every layer l while training it with the one loop (``training.fit``).
+A loss that overflows is part of the phenomenon, not a failure: the record of that setting stops
+at the last finite step.
 """
 
 from __future__ import annotations
@@ -28,30 +31,47 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from layer0_math.datasets import load_digits
+from layer0_math.initialization import INITS as SCHEMES
+from layer0_math.initialization import init_std
 from layer1_autograd import functional as F
 from layer1_autograd.nn import MLP, SGD
 from layer1_autograd.tensor import Tensor
+from layer1_autograd.training import NonFiniteLossError, fit
 
-__all__ = ["INITS", "initialise", "layer_grad_norms", "FlowRecord", "record_gradient_flow"]
+__all__ = [
+    "INITS",
+    "initialise",
+    "layer_grad_norms",
+    "FlowRecord",
+    "record_gradient_flow",
+    "standardised_digits",
+]
 
-INITS = ("naive_small", "naive_large", "he")
+# The study's three schemes, in its order: vanishing, exploding, variance-preserving for ReLU.
+INITS = ("small", "naive", "he")
 
 
 def initialise(model: MLP, scheme: str, rng: np.random.Generator) -> None:
-    """Overwrite the weights of ``model`` with ``scheme``; biases become zero."""
+    """Overwrite the weights of ``model`` with N(0, σ²), σ from ``scheme``; biases become zero.
+
+    ``scheme`` is any of layer 0's schemes (``"naive"``, ``"small"``, ``"xavier"``, ``"he"``).
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(SCHEMES)}")
     for layer in model.layers:
         n_out, n_in = layer.weight.shape
-        if scheme == "naive_small":
-            std = 0.01
-        elif scheme == "naive_large":
-            std = 1.0
-        elif scheme == "he":
-            std = np.sqrt(2.0 / n_in)
-        else:
-            raise ValueError(f"unknown init scheme {scheme!r}; expected one of {INITS}")
+        std = init_std(scheme, n_in, n_out)
         layer.weight.data[...] = rng.normal(0.0, std, (n_out, n_in))
         if layer.bias is not None:
             layer.bias.data[...] = 0.0
+
+
+def standardised_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits as (1797, 64) float64 vectors, standardised over all pixels."""
+    x, y = load_digits()
+    x = x.reshape(len(x), -1).astype(np.float64) / 16.0
+    return (x - x.mean()) / x.std(), y
 
 
 def layer_grad_norms(model: MLP) -> np.ndarray:
@@ -98,22 +118,28 @@ def record_gradient_flow(
 ) -> FlowRecord:
     """Train a ``depth``-layer MLP with plain SGD and record the gradient norms at every step.
 
-    Training stops early, keeping the record so far, if the loss stops being finite.
+    Training stops early, keeping the record so far, if the loss stops being finite: the loop
+    raises :class:`~layer1_autograd.training.NonFiniteLossError` before that step's backward
+    pass, and the record ends at the last finite step.
     """
     sizes = [x.shape[1], *([width] * (depth - 1)), int(y.max()) + 1]
     model = MLP(sizes, activation=activation, rng=rng, dtype=x.dtype)
     initialise(model, init, rng)
-    opt = SGD(model.parameters(), lr=lr)
     record = FlowRecord(activation, init)
+
+    def loss_fn(step: int) -> Tensor:
+        idx = rng.integers(0, len(x), batch_size)
+        return F.cross_entropy(model(Tensor(x[idx])), y[idx])
+
+    def record_step(step: int) -> None:  # after backward, before the update
+        record.grad_norms.append(layer_grad_norms(model))
+
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is the phenomenon under study
-        for _ in range(steps):
-            idx = rng.integers(0, len(x), batch_size)
-            opt.zero_grad()
-            loss = F.cross_entropy(model(Tensor(x[idx])), y[idx])
-            if not np.isfinite(loss.item()):
-                break
-            loss.backward()
-            record.losses.append(loss.item())
-            record.grad_norms.append(layer_grad_norms(model))
-            opt.step()
+        try:
+            history = fit(
+                loss_fn, SGD(model.parameters(), lr=lr), steps, after_backward=record_step
+            )
+        except NonFiniteLossError as stop:
+            history = stop.history
+    record.losses = history.losses
     return record
