@@ -87,9 +87,116 @@ def test_missing_artifact_names_the_make_target(tmp_path):
         lab.load_arrays("layer2_primitives", "cnn_cifar10", "model.safetensors", tmp_path)
 
 
-def test_presets_must_share_keys():
-    with pytest.raises(ValueError, match="same keys"):
-        lab.deliverable(quick={"a": 1}, full={"b": 2})
+def test_full_preset_lists_the_changes_to_quick():
+    @lab.deliverable(quick={"a": 1, "b": 2}, full={"b": 20})
+    def sized(ctx):
+        return {}
+
+    assert lab.spec_of(sized).presets == {"quick": {"a": 1, "b": 2}, "full": {"a": 1, "b": 20}}
+    assert lab.resolve_config(sized, "full", {"a": 5}) == {"a": 5, "b": 20}
+    with pytest.raises(ValueError, match=r"\['c'\] that quick lacks.*\['a'\]"):
+        lab.deliverable(quick={"a": 1}, full={"c": 2})
+
+
+def _write_package(root, name, files):
+    """A fake layer package under ``root`` (put on sys.path by the caller)."""
+    for rel, text in files.items():
+        path = root / name / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def test_a_deliverables_package_is_discovered_in_all_order(tmp_path, monkeypatch):
+    _write_package(
+        tmp_path,
+        "layer9_pkg",
+        {
+            "__init__.py": "",
+            "deliverables/__init__.py": """
+                \"\"\"zeta then alpha.\"\"\"
+                from layer9_pkg.deliverables.alpha import alpha
+                from layer9_pkg.deliverables.zeta import zeta
+
+                __all__ = ["zeta", "alpha"]
+            """,
+            "deliverables/alpha.py": """
+                from layer0_math.lab import deliverable
+
+                @deliverable(quick={"k": 1})
+                def alpha(ctx):
+                    return {"k": ctx.config["k"]}
+            """,
+            "deliverables/zeta.py": """
+                from layer0_math.lab import deliverable
+
+                @deliverable(quick={})
+                def zeta(ctx):
+                    return {}
+            """,
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("layer9_pkg.deliverables")
+    assert [lab.spec_of(fn).name for fn in lab.deliverables_of(module)] == ["zeta", "alpha"]
+    assert lab.run_deliverable(module.alpha, runs_dir=tmp_path / "r") == {"k": 1}
+    assert lab.latest_run_dir("layer9_pkg", "alpha", tmp_path / "r").parent.name == "alpha"
+    del module.__all__
+    with pytest.raises(TypeError, match="__all__"):
+        lab.deliverables_of(module)
+
+
+def _manifest(run):
+    return json.loads((run / "manifest.json").read_text())
+
+
+def test_open_run_records_running_then_ok(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLSTACK_PARENT_RUN_ID", "parent-123")
+    with lab.open_run(
+        "layer9_x", "train", preset="hydra", seed=1, config={"lr": 0.1}, runs_dir=tmp_path,
+        kind="train",
+    ) as ctx:  # fmt: skip
+        during = _manifest(ctx.out_dir)
+        ctx.record_metrics({"loss": 0.5})
+    after = _manifest(ctx.out_dir)
+    assert during["status"] == "running" and after["status"] == "ok"
+    assert after["schema_version"] == lab.SCHEMA_VERSION and after["kind"] == "train"
+    assert after["run_id"] == ctx.run_id == during["run_id"] and len(ctx.run_id) >= 16
+    assert after["parent_id"] == "parent-123" and after["error"] is None
+    assert after["config_hash"] == lab.config_hash({"lr": 0.1}) != lab.config_hash({"lr": 0.2})
+    assert json.loads((ctx.out_dir / "metrics.json").read_text()) == {"loss": 0.5}
+    assert (ctx.out_dir.parent / "latest").resolve() == ctx.out_dir.resolve()
+
+
+def test_open_run_in_a_given_folder_with_an_explicit_parent(tmp_path):
+    with lab.open_run(
+        "layer9_x", "sub", preset="quick", seed=0, config={}, run_dir=tmp_path / "a" / "main",
+        parent_id="p1",
+    ) as ctx:  # fmt: skip
+        pass
+    assert ctx.out_dir == tmp_path / "a" / "main"
+    assert _manifest(ctx.out_dir)["parent_id"] == "p1"
+    with lab.open_run(
+        "layer9_x", "sub", preset="quick", seed=0, config={}, runs_dir=tmp_path
+    ) as c2:
+        pass
+    assert c2.run_id != ctx.run_id and _manifest(c2.out_dir)["parent_id"] is None
+
+
+def test_open_run_records_failure_and_interrupt(tmp_path):
+    with pytest.raises(ValueError, match="bad lr"):
+        with lab.open_run("layer9_x", "t", preset="q", seed=0, config={}, runs_dir=tmp_path) as c:
+            raise ValueError("bad lr -1\nsecond line")
+    failed = _manifest(c.out_dir)
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: bad lr -1"
+    assert "Traceback" in (c.out_dir / "error.txt").read_text()
+    assert not (c.out_dir.parent / "latest").exists()
+    with pytest.raises(KeyboardInterrupt):
+        with lab.open_run("layer9_x", "t", preset="q", seed=0, config={}, runs_dir=tmp_path) as c:
+            raise KeyboardInterrupt
+    assert _manifest(c.out_dir)["status"] == "interrupted"
+    assert _manifest(c.out_dir)["error"] == "interrupted by SIGINT"
 
 
 def test_summary_table_columns():
