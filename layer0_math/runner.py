@@ -48,6 +48,7 @@ from layer0_math.runrecord import (
     InterruptGuard,
     check_device,
     close_dead_run,
+    code_root,
     config_hash,
     dead_child_error,
     error_summary,
@@ -285,8 +286,8 @@ def run_layers(
         for layer in layers
     ]
     force = args.force or bool(args.names) or _force_from_env()
-    git = git_state()
     for layer, fns in plan:
+        git = git_state(code_root(layer))
         for fn in fns:
             done = None if force else up_to_date_run(layer, fn, args, git)
             if done is not None:

@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -258,37 +259,50 @@ def check_device(device: str | None) -> str | None:
     )
 
 
-def _git(*args: str) -> bytes:
+def _git(top: Path, *args: str) -> bytes:
     # --no-optional-locks: reading the state must never take (or wait on) the index lock.
     return subprocess.run(
-        ["git", "--no-optional-locks", *args], cwd=REPO_ROOT, capture_output=True, timeout=30
+        ["git", "--no-optional-locks", *args], cwd=top, capture_output=True, timeout=30
     ).stdout
 
 
-def _changes_hash() -> str:
+def _changes_hash(top: Path) -> str:
     """sha256 of the uncommitted changes: ``git diff HEAD`` plus each untracked file's name and
     contents, so that any edit to the working tree gives another hash."""
-    h = hashlib.sha256(_git("diff", "HEAD", "--binary"))
-    for name in sorted(_git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")):
+    h = hashlib.sha256(_git(top, "diff", "HEAD", "--binary"))
+    for name in sorted(_git(top, "ls-files", "--others", "--exclude-standard", "-z").split(b"\0")):
         if name:
             h.update(b"\0" + name + b"\0")
             with contextlib.suppress(OSError):
-                h.update(hashlib.sha256((REPO_ROOT / os.fsdecode(name)).read_bytes()).digest())
+                h.update(hashlib.sha256((top / os.fsdecode(name)).read_bytes()).digest())
     return h.hexdigest()
 
 
-def git_state() -> dict[str, Any]:
-    """commit, dirty flag and (when dirty) ``changes_hash`` of the working tree."""
+def code_root(layer: str) -> Path:
+    """The folder of a layer package's code, whose git repository records what ran."""
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(layer)
+        if spec is not None and spec.origin:
+            return Path(spec.origin).parent
+    return REPO_ROOT
+
+
+def git_state(where: Path = REPO_ROOT) -> dict[str, Any]:
+    """commit, dirty flag and (when dirty) ``changes_hash`` of the repository holding ``where``."""
+    none = {"commit": None, "dirty": None, "changes_hash": None}
     try:
-        commit = _git("rev-parse", "HEAD").decode().strip() or None
-        dirty = bool(_git("status", "--porcelain").strip())
-        return {
-            "commit": commit,
-            "dirty": dirty,
-            "changes_hash": _changes_hash() if dirty else None,
-        }
+        top = _git(where, "rev-parse", "--show-toplevel").decode().strip()
+        if not top:
+            return none
+        commit = _git(Path(top), "rev-parse", "HEAD").decode().strip() or None
+        dirty = bool(_git(Path(top), "status", "--porcelain").strip())
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "changes_hash": None}
+        return none
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "changes_hash": _changes_hash(Path(top)) if dirty else None,
+    }
 
 
 def _versions() -> dict[str, str | None]:
@@ -541,7 +555,7 @@ class _Record:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.start, self.t0 = time.time(), time.perf_counter()
-        self.git = git_state()  # once: the tree the run started from
+        self.git = git_state(code_root(ctx.layer))  # once: the tree the run started from
         self.write("running", seconds=None)
 
     def write(self, status: str, *, seconds: float | None, error: str | None = None) -> None:
@@ -647,6 +661,7 @@ __all__ = [
     "RunContext",
     "RunInterrupted",
     "check_device",
+    "code_root",
     "close_dead_run",
     "config_hash",
     "cpu_info",

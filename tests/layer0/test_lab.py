@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -273,3 +276,134 @@ def test_blas_threads_config_limits_blas_inside_the_deliverable(tmp_path):
         return {"max_blas_threads": max(blas, default=1)}
 
     assert lab.run_deliverable(count_threads, runs_dir=tmp_path)["max_blas_threads"] == 1
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def _full_disk(monkeypatch, when):
+    """Make atomic writes fail with ENOSPC for the paths ``when(path)`` selects."""
+    from layer0_math import runrecord
+
+    real = runrecord._atomic_write_bytes
+
+    def write(path, data):
+        if when(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(runrecord, "_atomic_write_bytes", write)
+
+
+def _only_run(tmp_path, name):
+    (run,) = (tmp_path / __name__.split(".")[0] / name).glob("[0-9]*")
+    return run
+
+
+def test_a_full_disk_while_writing_metrics_is_recorded_as_failed(tmp_path, monkeypatch):
+    _full_disk(monkeypatch, lambda path: path.name == "metrics.json")
+    with pytest.raises(OSError, match="No space left"):
+        lab.run_deliverable(counting, runs_dir=tmp_path)
+    man = _manifest(_only_run(tmp_path, "counting"))
+    assert man["status"] == "failed"
+    assert man["error"] == "OSError: [Errno 28] No space left on device"
+
+
+def test_a_disk_that_fills_during_the_run_still_gets_a_true_status(tmp_path, monkeypatch):
+    full = {"now": False}
+
+    @lab.deliverable(quick={})
+    def fills_the_disk(ctx):
+        full["now"] = True  # from here on every atomic write fails, the manifest's too
+        return {"x": 1}
+
+    _full_disk(monkeypatch, lambda path: full["now"])
+    with pytest.raises(OSError, match="No space left"):
+        lab.run_deliverable(fills_the_disk, runs_dir=tmp_path)
+    run = _only_run(tmp_path, "fills_the_disk")
+    assert _manifest(run)["status"] == "failed" and not (run / "metrics.json").exists()
+
+
+def test_a_write_that_fails_midway_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from layer0_math import runrecord
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runrecord.os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        lab.write_json(tmp_path / "m.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfinished_runs_and_partial_files_are_never_read(tmp_path):
+    lab.run_deliverable(counting, seed=1, runs_dir=tmp_path)
+    done = lab.latest_run_dir(__name__.split(".")[0], "counting", tmp_path)
+    newer = done.parent / "99990101-000000-000000"  # killed: metrics written, still "running"
+    newer.mkdir()
+    (newer / "metrics.json").write_text("{}")
+    (newer / "manifest.json").write_text(json.dumps({"status": "running"}))
+    (done / ".values.safetensors.tmp-4242").write_bytes(b"half")
+    assert lab.latest_run_dir(__name__.split(".")[0], "counting", tmp_path) == done
+    with pytest.raises(lab.MissingArtifactError) as err:
+        lab.load_arrays(__name__.split(".")[0], "counting", "other.safetensors", tmp_path)
+    assert "tmp-4242" not in str(err.value) and "values.safetensors" in str(err.value)
+
+
+def test_sigterm_inside_a_run_records_interrupted_and_restores_the_handler(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(lab.RunInterrupted) as err:
+        with lab.open_run("layer9_x", "t", preset="q", seed=0, config={}, runs_dir=tmp_path) as c:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this sleep
+    assert err.value.signum == signal.SIGTERM
+    man = _manifest(c.out_dir)
+    assert man["status"] == "interrupted" and man["error"] == "interrupted by SIGTERM"
+    assert man["seconds"] < 4 and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_unknown_device_is_refused_before_a_run_folder_exists(tmp_path):
+    for good in ("cpu", "cuda", "cuda:1", "mps", None):
+        assert lab.check_device(good) == good
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'; expected cpu, cuda, cuda:N"):
+        lab.run_deliverable(counting, device="tpu", runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="'cuda:x'"):
+        lab.check_device("cuda:x")
+    assert not tmp_path.joinpath(__name__.split(".")[0]).exists()
+
+
+CPUINFO_X86 = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu
+"""
+
+
+def test_cpu_info_reads_the_model_and_bf16_flags(monkeypatch):
+    from layer0_math import runrecord
+
+    model, flags = runrecord._cpuinfo_fields(CPUINFO_X86)
+    assert model == "Intel(R) Xeon(R) Platinum 8480+" and "amx_bf16" in flags
+    assert runrecord._cpuinfo_fields("processor : 0\nFeatures : fp asimd bf16\n") == (
+        None,
+        {"fp", "asimd", "bf16"},
+    )
+    info = lab.cpu_info()
+    assert set(info) == {"model", "bf16", "flags_bf16"} and info["model"]
+    if os.path.exists("/proc/cpuinfo"):  # the same answer as reading the file another way
+        text = open("/proc/cpuinfo").read()
+        names = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln]
+        assert not names or info["model"] == names[0]
+        assert info["bf16"] == any(f" {f}" in text for f in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
+def test_the_manifest_names_the_host_cpu_and_the_uncommitted_changes(tmp_path):
+    lab.run_deliverable(counting, runs_dir=tmp_path)
+    man = _manifest(lab.latest_run_dir(__name__.split(".")[0], "counting", tmp_path))
+    assert man["host"]["cpu"] == lab.cpu_info()
+    assert set(man["git"]) == {"commit", "dirty", "changes_hash"}
+    assert (man["git"]["changes_hash"] is None) == (man["git"]["dirty"] is False)
