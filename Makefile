@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= quick
+# FORCE=1: rerun deliverables already run ok at this commit, preset, seed and config (skipped otherwise).
+FORCE ?=
+RUN_ARGS = --preset $(PRESET) $(if $(filter 1 true yes,$(FORCE)),--force)
 # Where pip finds PyTorch. Empty: the default index (a CUDA build on Linux x86_64).
 # No GPU?  make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu   (CPU-only build, ~200 MB)
 TORCH_INDEX ?=
@@ -24,8 +27,8 @@ STAMP := $(VENV)/.installed
 help: ## show this help
 	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  layerN       run layer N's deliverables (PRESET=quick|full); built: $(LAYER_TARGETS)"
-	@echo "Variables: PRESET=$(PRESET) TORCH_INDEX=$(TORCH_INDEX) DLSTACK_DATA=$(DLSTACK_DATA)"
+	@echo "  layerN       run layer N's deliverables (PRESET=quick|full, FORCE=1); built: $(LAYER_TARGETS)"
+	@echo "Variables: PRESET=$(PRESET) FORCE=$(FORCE) TORCH_INDEX=$(TORCH_INDEX) DLSTACK_DATA=$(DLSTACK_DATA)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,11 +37,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP) ## create .venv and install dlstack (re-runs when pyproject/constraints change)
 
-layers: $(STAMP) ## run every built layer in order (PRESET=quick) and print one table
-	$(BIN)/python -m layer0_math.lab layers --preset $(PRESET)
+layers: $(STAMP) ## run every built layer in order (PRESET=quick, FORCE=1 reruns up-to-date ones); one table
+	$(BIN)/python -m layer0_math.lab layers $(RUN_ARGS)
 
 $(LAYER_TARGETS): layer%: $(STAMP)
-	$(BIN)/python -m $(filter layer$*_%,$(LAYER_DIRS)) --preset $(PRESET)
+	$(BIN)/python -m $(filter layer$*_%,$(LAYER_DIRS)) $(RUN_ARGS)
 
 test: $(STAMP) lint ## all tests but gpu (xdist), ruff and the import contract
 	$(BIN)/python -m pytest -n auto -m "not gpu" --durations=15

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,8 @@ def _outcome_of(
         metrics = read_json(run / "metrics.json") or {}
         return Outcome(layer, name, "ok", man.get("seconds"), _headline(fn, metrics), _shown(run))
     if man is None or man.get("status") not in FINAL_STATUSES:
-        man = close_dead_run(run, dead_child_error(returncode), seconds=seconds)
+        identity = {"layer": layer, "deliverable": name, "kind": "deliverable"}
+        man = close_dead_run(run, dead_child_error(returncode), seconds=seconds, identity=identity)
     status = "INTERRUPTED" if man["status"] == "interrupted" else "FAILED"
     where = run / "error.txt" if (run / "error.txt").exists() else run
     why = _one_line(man.get("error")) or dead_child_error(returncode)
@@ -347,6 +349,15 @@ def built_layers() -> list[str]:
 # ----------------------------------------------------------------------------- entry points
 
 
+def _record_early_failure(a: argparse.Namespace, exc: Exception) -> None:
+    """A failure before the run opened (the deliverables would not import, an unknown name):
+    its folder still gets the error and the traceback."""
+    if not (a.run_dir / "error.txt").exists():
+        (a.run_dir / "error.txt").write_text(traceback.format_exc())
+    identity = {"layer": a.layer, "deliverable": a.name, "kind": "deliverable"}
+    close_dead_run(a.run_dir, error_summary(exc), identity=identity)
+
+
 def _one(argv: Sequence[str]) -> int:
     """The child: run one deliverable into the folder the runner chose."""
     p = argparse.ArgumentParser(prog="layer0_math.runner _one")
@@ -367,6 +378,7 @@ def _one(argv: Sequence[str]) -> int:
             guard.fired = guard.fired or interrupt_signum(exc)
             return 128 + interrupt_signum(exc)
         except Exception as exc:  # the traceback is in the run's error.txt; the user gets the why
+            _record_early_failure(a, exc)
             print(f"\n{a.layer}/{a.name} failed:\n{error_summary(exc)}", file=sys.stderr)
             return 1
     return 0

@@ -569,14 +569,19 @@ class _Record:
 
 
 def _record_exception(record: _Record, exc: BaseException) -> None:
-    if isinstance(exc, KeyboardInterrupt):
-        record.close("interrupted", f"interrupted by {signal_name(interrupt_signum(exc))}")
-        return
-    with contextlib.suppress(OSError):  # a full disk may refuse the traceback; the status first
-        _atomic_write_bytes(
-            record.ctx.out_dir / "error.txt", traceback.format_exc().encode("utf-8")
-        )
-    record.close("failed", error_summary(exc))
+    """Record why the run ended early. A record the disk refuses even in place leaves the
+    ``running`` manifest for the parent to complete; the run's own exception is what propagates."""
+    with contextlib.suppress(OSError):
+        if isinstance(exc, KeyboardInterrupt):
+            record.close("interrupted", f"interrupted by {signal_name(interrupt_signum(exc))}")
+            return
+        with contextlib.suppress(OSError):  # the status matters more than the traceback
+            _write_traceback(record.ctx.out_dir)
+        record.close("failed", error_summary(exc))
+
+
+def _write_traceback(run: Path) -> None:
+    _atomic_write_bytes(run / "error.txt", traceback.format_exc().encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -620,16 +625,27 @@ def open_run(
             _point_latest(run)
 
 
-def close_dead_run(run: Path, error: str, *, seconds: float | None = None) -> dict[str, Any]:
-    """Record a run whose process died without saying so (kill -9, a crash before it opened).
+def close_dead_run(
+    run: Path,
+    error: str,
+    *,
+    seconds: float | None = None,
+    identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record a run whose process ended without saying so (kill -9, a crash before it opened).
 
     The parent that chose the folder calls this: the manifest becomes ``failed`` with ``error``
-    (or ``interrupted`` when the error says so), partial writes are removed. A manifest that
-    already holds a final status is left as it is and returned.
+    (or ``interrupted`` when the error says so) and partial writes are removed. ``identity``
+    (layer, deliverable, ...) fills a manifest the run never wrote. A manifest that already holds
+    a final status is left as it is and returned.
     """
     run = Path(run)
     remove_partial_writes(run)
-    man = read_manifest(run) or {"schema_version": SCHEMA_VERSION, "run_id": None}
+    man = read_manifest(run) or {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": None,
+        **(identity or {}),
+    }
     if man.get("status") in ("ok", "failed", "interrupted"):
         return man
     man["status"] = "interrupted" if error.startswith("interrupted") else "failed"

@@ -254,3 +254,16 @@ def test_a_changed_working_tree_or_config_reruns(demo):
     assert _row(_run(demo).stdout, "quick_ok")[1].startswith("skipped")
     assert _row(_run(demo, "--seed", "1").stdout, "quick_ok")[1] == "ok"
     assert len(_runs_of(demo, "quick_ok")) == 3
+
+
+def test_a_child_that_fails_before_its_run_opens_still_records_why(tmp_path, capsys):
+    from layer0_math import runner
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert runner.main(["_one", "layer9_absent", "d", "--run-dir", str(run)]) == 1
+    man = _manifest(run)
+    assert man["status"] == "failed" and man["deliverable"] == "d"
+    assert man["error"] == "ModuleNotFoundError: No module named 'layer9_absent'"
+    assert "Traceback" in (run / "error.txt").read_text()
+    assert "Traceback" not in capsys.readouterr().err
