@@ -54,9 +54,10 @@ import numpy as np
 SCHEMA_VERSION = 1  # manifests written before this field existed count as version 0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATUSES = ("running", "ok", "failed", "interrupted")
-DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512, AMX); aarch64's "bf16" feature
 _TMP_MARK = ".tmp-"
+UNTRACKED_HASH_LIMIT = 64 * 2**20  # bytes of an untracked file hashed by content
 
 
 class MissingArtifactError(FileNotFoundError):
@@ -251,7 +252,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def check_device(device: str | None) -> str | None:
-    """``device`` if it names one (cpu, cuda, cuda:N, mps, auto) or is None; else ValueError."""
+    """``device`` if it names one (cpu, cuda, cuda:N, mps) or is None (the best present); else
+    a ValueError naming it."""
     if device is None or DEVICE_PATTERN.fullmatch(device):
         return device
     raise ValueError(
@@ -272,10 +274,19 @@ def _changes_hash(top: Path) -> str:
     h = hashlib.sha256(_git(top, "diff", "HEAD", "--binary"))
     for name in sorted(_git(top, "ls-files", "--others", "--exclude-standard", "-z").split(b"\0")):
         if name:
-            h.update(b"\0" + name + b"\0")
-            with contextlib.suppress(OSError):
-                h.update(hashlib.sha256((top / os.fsdecode(name)).read_bytes()).digest())
+            h.update(b"\0" + name + b"\0" + _content_digest(top / os.fsdecode(name)))
     return h.hexdigest()
+
+
+def _content_digest(path: Path) -> bytes:
+    """A file's sha256; for a huge one (an unignored dataset) its size and mtime stand in."""
+    try:
+        st = path.stat()
+        if st.st_size > UNTRACKED_HASH_LIMIT:
+            return f"{st.st_size}:{st.st_mtime_ns}".encode()
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return b"unreadable"
 
 
 def code_root(layer: str) -> Path:
@@ -361,7 +372,7 @@ def _device_used(requested: str | None) -> str:
     torch = sys.modules.get("torch")
     if torch is None:
         return "cpu (numpy)"
-    if requested and requested != "auto":
+    if requested:
         return requested
     if torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(0)})"
@@ -462,8 +473,11 @@ def manifest(
     status: str,
     error: str | None = None,
     git: dict[str, Any] | None = None,
+    opened_config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a run (see the module docstring)."""
+    """The manifest of a run (see the module docstring). ``git`` and ``opened_config_hash``
+    default to the state now and the hash of ``ctx.config``; an open run passes those it
+    recorded at opening, so a run that fills in its config keeps the hash it was asked with."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": ctx.run_id,
@@ -474,7 +488,7 @@ def manifest(
         "preset": ctx.preset,
         "seed": ctx.seed,
         "config": ctx.config,
-        "config_hash": config_hash(ctx.config),
+        "config_hash": opened_config_hash or config_hash(ctx.config),
         "status": status,
         "error": error,
         "git": git if git is not None else git_state(),
@@ -556,11 +570,18 @@ class _Record:
         self.ctx = ctx
         self.start, self.t0 = time.time(), time.perf_counter()
         self.git = git_state(code_root(ctx.layer))  # once: the tree the run started from
+        self.config_hash = config_hash(ctx.config)
         self.write("running", seconds=None)
 
     def write(self, status: str, *, seconds: float | None, error: str | None = None) -> None:
         record = manifest(
-            self.ctx, start=self.start, seconds=seconds, status=status, error=error, git=self.git
+            self.ctx,
+            start=self.start,
+            seconds=seconds,
+            status=status,
+            error=error,
+            git=self.git,
+            opened_config_hash=self.config_hash,
         )
         _write_record(self.ctx.out_dir / "manifest.json", record)
 

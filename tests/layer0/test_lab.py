@@ -187,6 +187,13 @@ def test_open_run_in_a_given_folder_with_an_explicit_parent(tmp_path):
     assert c2.run_id != ctx.run_id and _manifest(c2.out_dir)["parent_id"] is None
 
 
+def test_the_config_hash_is_of_the_config_the_run_was_opened_with(tmp_path):
+    with lab.open_run("layer9_x", "t", preset="q", seed=0, config={"a": 1}, runs_dir=tmp_path) as c:
+        c.config["a"] = 2  # e.g. sizes filled in from the data; the manifest shows them
+    man = _manifest(c.out_dir)
+    assert man["config"] == {"a": 2} and man["config_hash"] == lab.config_hash({"a": 1})
+
+
 def test_open_run_records_failure_and_interrupt(tmp_path):
     with pytest.raises(ValueError, match="bad lr"):
         with lab.open_run("layer9_x", "t", preset="q", seed=0, config={}, runs_dir=tmp_path) as c:

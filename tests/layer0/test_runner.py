@@ -23,6 +23,7 @@ import time
 
 from layer0_math.lab import deliverable
 
+__all__ = os.environ.get("DEMO_ALL", "quick_ok sleeper fails_long").split()  # run order
 
 @deliverable(quick={"k": 2}, headline=["k"])
 def quick_ok(ctx):
@@ -230,6 +231,7 @@ def test_an_unknown_device_is_refused_before_anything_runs(demo):
 
 
 def test_up_to_date_deliverables_are_skipped_unless_forced(demo):
+    demo[1]["DEMO_ALL"] = "quick_ok fails_long"
     first = _run(demo)
     assert first.returncode == 1  # fails_long fails; the rest ran
     (ok_run,) = _runs_of(demo, "quick_ok")
@@ -247,6 +249,7 @@ def test_up_to_date_deliverables_are_skipped_unless_forced(demo):
 
 
 def test_a_changed_working_tree_or_config_reruns(demo):
+    demo[1]["DEMO_ALL"] = "quick_ok"
     assert _run(demo, "quick_ok").returncode == 0  # named: runs, and is a record to skip by
     assert _row(_run(demo).stdout, "quick_ok")[1].startswith("skipped")
     (demo[3] / "notes.txt").write_text("an untracked file changes the tree\n")
