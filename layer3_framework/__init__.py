@@ -6,8 +6,11 @@ pipeline every later layer uses: :mod:`device`, :mod:`data`, :mod:`trainer`, :mo
 """
 
 from layer3_framework.checkpoint import (
+    CheckpointError,
+    ResumeError,
     latest_checkpoint,
     load_checkpoint,
+    load_model,
     read_checkpoint,
     save_checkpoint,
 )
@@ -21,6 +24,7 @@ from layer3_framework.data import (
     build_loader,
 )
 from layer3_framework.device import resolve_device
+from layer3_framework.ema import EMA
 from layer3_framework.loggers import (
     CompositeLogger,
     JsonlLogger,
@@ -31,10 +35,14 @@ from layer3_framework.loggers import (
     read_jsonl,
 )
 from layer3_framework.repro import rng_state, seed_everything, seed_worker, set_rng_state
+from layer3_framework.task import Classification, Task
 from layer3_framework.trainer import NonFiniteLossError, Trainer, TrainerConfig
 
 __all__ = [
+    "EMA",
     "CharDataset",
+    "CheckpointError",
+    "Classification",
     "CompositeLogger",
     "DataConfig",
     "ImageDataset",
@@ -44,6 +52,8 @@ __all__ = [
     "LoggerConfig",
     "NonFiniteLossError",
     "ResumableSampler",
+    "ResumeError",
+    "Task",
     "Trainer",
     "TrainerConfig",
     "WandbLogger",
@@ -52,6 +62,7 @@ __all__ = [
     "build_logger",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_model",
     "read_checkpoint",
     "read_jsonl",
     "resolve_device",
