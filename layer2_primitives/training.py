@@ -1,49 +1,77 @@
-"""Small training utilities the deliverables share: gradient clipping, a learning-rate schedule,
-CIFAR-style augmentation, batched evaluation and a confusion matrix.
+"""What training a layer-2 image model needs besides the model and the loop: input
+normalisation, augmentation and batched prediction. (The loop, its schedules and gradient
+clipping are layer 1's: :mod:`layer1_autograd.training`.)
 
-Global-norm clipping (Pascanu et al., 2013), used for recurrent nets whose gradients can explode:
+Per-channel normalisation with the TRAINING set's statistics, applied to every split:
 
-    n = sqrt(sum_p ||grad_p||^2);   if n > c:  grad_p <- grad_p * c / n
-
-One-cycle-style schedule: lr rises linearly from 0 to `peak` over the first `warmup` fraction of
-the steps, then falls linearly back to 0 (a short warmup lets a large rate start safely; the decay
-lets the weights settle).
+    x̂[n, c] = (x[n, c] − μ_c) / σ_c        μ_c, σ_c over all training images and pixels of c
 
 Augmentation (numpy, seeded): pad each image by 4 px (zeros), take a random 32x32 crop, flip it
-horizontally with probability 1/2 — the standard CIFAR-10 recipe; the crop is done for the whole
+horizontally with probability 1/2: the standard CIFAR-10 recipe; the crop is done for the whole
 batch at once with fancy indexing, no Python loop over images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from layer0_math.datasets import load_cifar10
 from layer1_autograd import Tensor, no_grad
 
-
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
-    """Scale all gradients so their global L2 norm is at most `max_norm`; return the norm before."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)))
-    if norm > max_norm:
-        scale = max_norm / (norm + 1e-6)
-        for g in grads:
-            g *= g.dtype.type(scale)
-    return norm
+__all__ = [
+    "NormalizedImages",
+    "channel_stats",
+    "normalize_channels",
+    "cifar10_normalized",
+    "random_crop_flip",
+    "predict_batched",
+]
 
 
-def one_cycle_lr(step: int, total: int, peak: float, warmup: float = 0.15) -> float:
-    """Linear warmup to `peak` over `warmup * total` steps, then linear decay to 0 at `total`."""
-    if total < 1 or not 0.0 <= warmup < 1.0:
-        raise ValueError(
-            f"one_cycle_lr needs total >= 1 and 0 <= warmup < 1, got {total}, {warmup}"
-        )
-    rise = max(1, int(warmup * total))
-    if step < rise:
-        return peak * (step + 1) / rise
-    return peak * max(0.0, (total - step) / max(1, total - rise))
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of images (N, C, H, W), as float32 (C,)."""
+    if x.ndim != 4:
+        raise ValueError(f"channel_stats expects images (N, C, H, W), got shape {x.shape}")
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+    return mean, std
+
+
+def normalize_channels(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x − μ_c) / σ_c per channel, as float32; x (N, C, H, W), mean and std (C,)."""
+    mean = np.asarray(mean, np.float32)[:, None, None]
+    std = np.asarray(std, np.float32)[:, None, None]
+    return (x.astype(np.float32) - mean) / std
+
+
+@dataclass
+class NormalizedImages:
+    """Train and test images normalised with the training statistics (kept to undo or reuse)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def cifar10_normalized() -> NormalizedImages:
+    """CIFAR-10 as float32, every split normalised per channel with the TRAIN mean and std."""
+    x_train, y_train = load_cifar10("train")
+    x_test, y_test = load_cifar10("test")
+    mean, std = channel_stats(x_train)
+    return NormalizedImages(
+        normalize_channels(x_train, mean, std),
+        y_train,
+        normalize_channels(x_test, mean, std),
+        y_test,
+        mean,
+        std,
+    )
 
 
 def random_crop_flip(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
@@ -70,10 +98,3 @@ def predict_batched(
         for start in range(0, len(x), batch_size):
             outs.append(forward(Tensor(x[start : start + batch_size])).data)
     return np.concatenate(outs)
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """counts[i, j] = number of examples of true class i predicted as j."""
-    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (y_true, y_pred), 1)
-    return counts

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from layer0_math.datasets import CharVocab, load_tiny_shakespeare
-from layer0_math.lab import MissingArtifactError, RunContext, run_deliverable, spec_of
-from layer2_primitives import deliverables
-from layer2_primitives.deliverables import (
-    VisualizeConfig,
-    attention_diagonal_mass,
-    train_reversal,
-)
+from layer0_math.lab import MissingArtifactError, run_deliverable, spec_of
+from layer2_primitives import ReversalAttention, deliverables
+from layer2_primitives.deliverables.char_rnn import CharConfig
+from layer2_primitives.deliverables.cnn_cifar10 import CnnConfig
+from layer2_primitives.deliverables.visualize import VisualizeConfig
+from layer2_primitives.reversal import attention_diagonal_mass, train_reversal
 
 
 def test_visualize_without_cnn_artifact_says_what_to_run(tmp_path):
@@ -28,15 +27,20 @@ def test_attention_diagonal_mass_closed_forms():
     anti[..., np.arange(t), t - 1 - np.arange(t)] = 1.0
     assert attention_diagonal_mass(anti) == pytest.approx(1.0)
     assert attention_diagonal_mass(np.full((2, 3, t, t), 1.0 / t)) == pytest.approx(1.0 / t)
+    with pytest.raises(ValueError, match="square"):
+        attention_diagonal_mass(np.zeros((2, 1, 3, 4)))
 
 
 @pytest.mark.slow
-def test_reversal_attention_learns_the_anti_diagonal(tmp_path):
+def test_reversal_attention_learns_the_anti_diagonal():
     """The visualize target: attention_diagonal_mass >= 0.5 (uniform attention gives 1/T)."""
-    ctx = RunContext("layer2_primitives", "visualize", "quick", 0, {}, tmp_path)
-    _, result = train_reversal(ctx, VisualizeConfig())
-    assert attention_diagonal_mass(result["weights"]) >= 0.5
-    assert result["accuracy"] > 0.9
+    cfg, rng = VisualizeConfig(), np.random.default_rng(0)
+    model = ReversalAttention(cfg.attn_vocab, cfg.attn_seq_len, cfg.attn_embed, rng=rng)
+    result = train_reversal(
+        model, rng, vocab=cfg.attn_vocab, steps=cfg.attn_steps, batch=cfg.attn_batch, lr=cfg.attn_lr
+    )
+    assert attention_diagonal_mass(result.weights) >= 0.5
+    assert result.accuracy > 0.9 and len(result.history.losses) == cfg.attn_steps
 
 
 @pytest.mark.slow
@@ -80,8 +84,8 @@ def test_char_rnn_beats_the_unigram_model(tmp_path):
 @pytest.mark.parametrize(
     "fn, config",
     [
-        (deliverables.cnn_cifar10, deliverables.CnnConfig),
-        (deliverables.char_rnn, deliverables.CharConfig),
+        (deliverables.cnn_cifar10, CnnConfig),
+        (deliverables.char_rnn, CharConfig),
         (deliverables.visualize, VisualizeConfig),
     ],
 )

@@ -1,40 +1,19 @@
-"""Training helpers: gradient clipping vs torch, schedule, augmentation, confusion matrix."""
+"""Training helpers: per-channel normalisation vs numpy/torchvision's formula, augmentation,
+batched prediction."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from sklearn.metrics import confusion_matrix as sk_confusion
 
-from layer1_autograd import Tensor
+from layer1_autograd import Linear, Tensor
 from layer2_primitives.training import (
-    clip_grad_norm,
-    confusion_matrix,
-    one_cycle_lr,
+    channel_stats,
+    normalize_channels,
+    predict_batched,
     random_crop_flip,
 )
-
-
-def test_clip_grad_norm_matches_torch(rng):
-    grads = [rng.normal(size=(3, 4)) * 5, rng.normal(size=7)]
-    ours = [Tensor(np.zeros_like(g), requires_grad=True) for g in grads]
-    theirs = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
-    for o, t, g in zip(ours, theirs, grads, strict=True):
-        o.grad = g.copy()
-        t.grad = torch.tensor(g)
-    norm = clip_grad_norm(ours, 2.0)
-    ref = torch.nn.utils.clip_grad_norm_(theirs, 2.0)
-    assert abs(norm - float(ref)) < 1e-9
-    for o, t in zip(ours, theirs, strict=True):
-        np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-9)
-
-
-def test_one_cycle_lr_shape():
-    lrs = [one_cycle_lr(s, 100, 1.0, warmup=0.1) for s in range(100)]
-    assert lrs[9] == 1.0 and max(lrs) == 1.0
-    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10], strict=False))  # rising
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # falling
-    assert lrs[-1] < 0.02
 
 
 def test_random_crop_flip_takes_crops_of_the_padded_image(rng):
@@ -52,6 +31,26 @@ def test_random_crop_flip_takes_crops_of_the_padded_image(rng):
         assert any(np.array_equal(out[i], c) for c in crops), f"image {i} is not a crop"
 
 
-def test_confusion_matrix_matches_sklearn(rng):
-    y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
-    np.testing.assert_array_equal(confusion_matrix(y, p, 4), sk_confusion(y, p, labels=range(4)))
+def test_channel_normalisation_uses_the_given_statistics(rng):
+    x = rng.integers(0, 256, size=(20, 3, 4, 5)).astype(np.uint8)
+    mean, std = channel_stats(x)
+    ref = x.astype(np.float64).transpose(1, 0, 2, 3).reshape(3, -1)
+    np.testing.assert_allclose(mean, ref.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(std, ref.std(axis=1), rtol=1e-6)
+    out = normalize_channels(x, mean, std)
+    assert out.dtype == np.float32
+    # torchvision's Normalize: (x - mean[c]) / std[c], per channel
+    t = (torch.tensor(x, dtype=torch.float32) - torch.tensor(mean)[:, None, None]) / torch.tensor(
+        std
+    )[:, None, None]
+    np.testing.assert_allclose(out, t.numpy(), rtol=1e-6)
+    other = normalize_channels(x[:5], [1.0, 2.0, 3.0], [2.0, 2.0, 2.0])  # e.g. a sidecar's lists
+    np.testing.assert_allclose(other[:, 1], (x[:5, 1] - 2.0) / 2.0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        channel_stats(x[0])
+
+
+def test_predict_batched_equals_one_big_batch(rng):
+    layer = Linear(6, 4, rng=rng, dtype=np.float64)
+    x = rng.normal(size=(23, 6))
+    np.testing.assert_allclose(predict_batched(layer, x, 5), layer(Tensor(x)).data, rtol=1e-12)
