@@ -44,6 +44,7 @@ from layer0_math.deliverable import (
     spec_of,
 )
 from layer0_math.runrecord import (
+    FINAL_STATUSES,
     REPO_ROOT,
     SCHEMA_VERSION,
     InterruptGuard,
@@ -51,7 +52,7 @@ from layer0_math.runrecord import (
     close_dead_run,
     code_root,
     config_hash,
-    dead_child_error,
+    dead_child,
     error_summary,
     git_state,
     interrupt_signum,
@@ -62,7 +63,6 @@ from layer0_math.runrecord import (
     signal_name,
 )
 
-FINAL_STATUSES = ("ok", "failed", "interrupted")
 GRACE_SECONDS = 20.0  # how long an interrupted child may take to record itself before kill -9
 OWN_EXIT_SECONDS = 1.0  # a Ctrl-C at the terminal reaches the child too: let it stop on its own
 
@@ -208,10 +208,10 @@ def _outcome_of(
         return Outcome(layer, name, "ok", man.get("seconds"), _headline(fn, metrics), _shown(run))
     if man is None or man.get("status") not in FINAL_STATUSES:
         identity = {"layer": layer, "deliverable": name, "kind": "deliverable"}
-        man = close_dead_run(run, dead_child_error(returncode), seconds=seconds, identity=identity)
+        man = close_dead_run(run, *dead_child(returncode), seconds=seconds, identity=identity)
     status = "INTERRUPTED" if man["status"] == "interrupted" else "FAILED"
     where = run / "error.txt" if (run / "error.txt").exists() else run
-    why = _one_line(man.get("error")) or dead_child_error(returncode)
+    why = _one_line(man.get("error")) or dead_child(returncode)[1]
     return Outcome(layer, name, status, seconds, {}, _shown(where), why=why)
 
 
@@ -355,7 +355,7 @@ def _record_early_failure(a: argparse.Namespace, exc: Exception) -> None:
     if not (a.run_dir / "error.txt").exists():
         (a.run_dir / "error.txt").write_text(traceback.format_exc())
     identity = {"layer": a.layer, "deliverable": a.name, "kind": "deliverable"}
-    close_dead_run(a.run_dir, error_summary(exc), identity=identity)
+    close_dead_run(a.run_dir, "failed", error_summary(exc), identity=identity)
 
 
 def _one(argv: Sequence[str]) -> int:

@@ -53,7 +53,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1  # manifests written before this field existed count as version 0
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STATUSES = ("running", "ok", "failed", "interrupted")
+FINAL_STATUSES = ("ok", "failed", "interrupted")  # after "running"
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512, AMX); aarch64's "bf16" feature
 _TMP_MARK = ".tmp-"
@@ -631,8 +631,9 @@ def open_run(
     run = Path(run_dir) if run_dir is not None else new_run_dir(layer, name, runs_dir)
     if parent_id is None:
         parent_id = os.environ.get("DLSTACK_PARENT_RUN_ID") or None
-    ctx = RunContext(layer, name, preset, seed, dict(config), run, device)
-    ctx.parent_id, ctx.kind = parent_id, kind
+    ctx = RunContext(
+        layer, name, preset, seed, dict(config), run, device, parent_id=parent_id, kind=kind
+    )
     record = _Record(ctx)
     with InterruptGuard().installed() as interrupts:
         try:
@@ -648,6 +649,7 @@ def open_run(
 
 def close_dead_run(
     run: Path,
+    status: str,
     error: str,
     *,
     seconds: float | None = None,
@@ -655,44 +657,49 @@ def close_dead_run(
 ) -> dict[str, Any]:
     """Record a run whose process ended without saying so (kill -9, a crash before it opened).
 
-    The parent that chose the folder calls this: the manifest becomes ``failed`` with ``error``
-    (or ``interrupted`` when the error says so) and partial writes are removed. ``identity``
-    (layer, deliverable, ...) fills a manifest the run never wrote. A manifest that already holds
-    a final status is left as it is and returned.
+    The parent that chose the folder calls this: the manifest gets ``status`` (failed or
+    interrupted) and ``error``, so do the still-``running`` sub-runs inside the folder, and
+    partial writes are removed. ``identity`` (layer, deliverable, ...) fills a manifest the run
+    never wrote. A manifest that already holds a final status is left as it is and returned.
     """
     run = Path(run)
     remove_partial_writes(run)
-    man = read_manifest(run) or {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": None,
-        **(identity or {}),
-    }
-    if man.get("status") in ("ok", "failed", "interrupted"):
+    for sub in sorted(run.rglob("*/manifest.json")):
+        _close_record(sub, status, f"{error}, in the run that held it", {}, None)
+    return _close_record(run / "manifest.json", status, error, identity or {}, seconds)
+
+
+def _close_record(
+    path: Path, status: str, error: str, identity: dict[str, Any], seconds: float | None
+) -> dict[str, Any]:
+    man = read_json(path)
+    if not isinstance(man, dict):
+        man = {"schema_version": SCHEMA_VERSION, "run_id": None, **identity}
+    if man.get("status") in FINAL_STATUSES:
         return man
-    man["status"] = "interrupted" if error.startswith("interrupted") else "failed"
-    man["error"] = error
+    man.update(status=status, error=error)
     if seconds is not None:
         man["seconds"] = round(seconds, 3)
-    _write_record(run / "manifest.json", man)
+    _write_record(path, man)
     return man
 
 
-def dead_child_error(returncode: int) -> str:
-    """Why a child process ended, for a run it left without a final record."""
+def dead_child(returncode: int) -> tuple[str, str]:
+    """(status, why) of a child process that ended without a final record of its run."""
     if returncode < 0:
         signum = -returncode
         name = signal_name(signum)
         if signum in (signal.SIGINT, signal.SIGTERM):
-            return f"interrupted by {name}"
-        return f"killed by signal {signum} ({name})"
-    return f"exit status {returncode}, with no record of why"
+            return "interrupted", f"interrupted by {name}"
+        return "failed", f"killed by signal {signum} ({name})"
+    return "failed", f"exit status {returncode}, with no record of why"
 
 
 __all__ = [
     "BF16_FLAGS",
     "REPO_ROOT",
     "SCHEMA_VERSION",
-    "STATUSES",
+    "FINAL_STATUSES",
     "MissingArtifactError",
     "InterruptGuard",
     "RunContext",
@@ -702,7 +709,7 @@ __all__ = [
     "close_dead_run",
     "config_hash",
     "cpu_info",
-    "dead_child_error",
+    "dead_child",
     "error_summary",
     "git_state",
     "interrupt_signum",

@@ -21,7 +21,7 @@ DELIVERABLES = """
 import os
 import time
 
-from layer0_math.lab import deliverable
+from layer0_math.lab import deliverable, open_run
 
 __all__ = os.environ.get("DEMO_ALL", "quick_ok sleeper fails_long").split()  # run order
 
@@ -35,11 +35,14 @@ def sleeper(ctx):
     if "DEMO_SLEEP" not in os.environ:
         return {}
     mark = os.environ["DEMO_MARK"]
-    with open(mark + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(mark + ".tmp", mark)  # the test sees the pid only once it is whole
-    for _ in range(600):
-        time.sleep(0.1)
+    # a sub-run inside the deliverable's folder, as layer 3's training pipeline opens one
+    sub = dict(preset="quick", seed=0, config={}, parent_id=ctx.run_id)
+    with open_run("layer9_demo", "sub", run_dir=ctx.out_dir / "main", **sub):
+        with open(mark + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(mark + ".tmp", mark)  # the test sees the pid only once it is whole
+        for _ in range(600):
+            time.sleep(0.1)
     return {}
 
 
@@ -162,8 +165,9 @@ def test_sigterm_to_the_runner_records_interrupted_and_prints_the_table(demo):
     rc, out, err = _signal_runner(demo, lambda proc, pid: proc.send_signal(signal.SIGTERM))
     assert rc == 143, out + err
     (run,) = _runs_of(demo, "sleeper")
-    man = _manifest(run)
+    man, sub = _manifest(run), _manifest(run / "main")
     assert man["status"] == "interrupted" and man["error"] == "interrupted by SIGTERM"
+    assert sub["status"] == "interrupted" and sub["parent_id"] == man["run_id"]
     status, why, _, where = _row(out, "sleeper")[1:]
     assert status == "INTERRUPTED" and why == "interrupted by SIGTERM"
     assert where.endswith(str(run.relative_to(demo[3].parent)))
@@ -205,6 +209,8 @@ def test_kill_9_of_a_child_is_recorded_as_failed_in_that_runs_folder(demo):
     man = _manifest(run)
     assert man["status"] == "failed" and man["error"] == "killed by signal 9 (SIGKILL)"
     assert man["run_id"] and man["deliverable"] == "sleeper"  # the child's record, completed
+    sub = _manifest(run / "main")
+    assert sub["status"] == "failed" and sub["error"].startswith("killed by signal 9 (SIGKILL)")
     assert not list(run.glob(".*tmp*")), "partial writes of the killed run are removed"
     status, why, _, where = _row(out, "sleeper")[1:]
     assert status == "FAILED" and why == "killed by signal 9 (SIGKILL)"
