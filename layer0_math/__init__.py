@@ -1,7 +1,10 @@
 """Layer 0: the mathematics under deep learning, the datasets, and the run record.
 
 Modules: ``linalg``, ``calculus``, ``probability``, ``numerics``, ``information`` (the maths),
-``datasets`` (every dataset as numpy arrays), ``lab`` (the run record every layer writes).
+``optimization`` (gradient descent, heavy ball and least squares by iteration, standardising),
+``initialization`` (the table of weight-init schemes and their variance through depth),
+``classification`` (accuracy, confusion matrix), ``datasets`` (every dataset as numpy arrays),
+``lab`` (the run record every layer writes); ``deliverables`` holds one module per deliverable.
 """
 
 from layer0_math.calculus import (
@@ -17,6 +20,7 @@ from layer0_math.information import (
     entropy,
     kl_divergence,
 )
+from layer0_math.initialization import ACTIVATIONS, INITS, init_std, propagate
 from layer0_math.linalg import (
     PowerIterationResult,
     condition_number,
@@ -43,6 +47,18 @@ from layer0_math.numerics import (
     softmax,
     to_bfloat16,
 )
+from layer0_math.optimization import (
+    LeastSquares,
+    Quadratic,
+    Standardizer,
+    gd_least_squares,
+    gd_methods,
+    heavy_ball,
+    make_quadratic,
+    measured_rate,
+    run_until,
+    sgd_least_squares,
+)
 from layer0_math.probability import (
     BetaPosterior,
     MonteCarloEstimate,
@@ -57,13 +73,59 @@ from layer0_math.probability import (
 )
 
 __all__ = [
-    "BetaPosterior", "GradcheckError", "GradcheckResult", "MonteCarloEstimate",
-    "PowerIterationResult", "beta_binomial_update", "box_muller", "condition_number",
-    "cross_entropy", "cross_entropy_from_logits", "eigh_qr", "entropy", "frobenius_norm",
-    "gaussian_log_likelihood", "gaussian_mle", "gradcheck", "hessenberg", "householder_qr",
-    "inverse_cdf_sample", "kahan_sum", "kl_divergence", "largest_finite", "log_softmax",
-    "logsumexp", "lstsq_normal_equations", "lstsq_qr", "lstsq_svd", "machine_epsilon",
-    "monte_carlo_expectation", "numerical_gradient", "numerical_jacobian", "power_iteration",
-    "quadratic_roots", "sample_categorical", "sample_exponential", "singular_values",
-    "softmax", "solve_upper_triangular", "spectral_norm", "to_bfloat16", "vector_norm",
+    "ACTIVATIONS",
+    "INITS",
+    "BetaPosterior",
+    "GradcheckError",
+    "GradcheckResult",
+    "LeastSquares",
+    "MonteCarloEstimate",
+    "PowerIterationResult",
+    "Quadratic",
+    "Standardizer",
+    "beta_binomial_update",
+    "box_muller",
+    "condition_number",
+    "cross_entropy",
+    "cross_entropy_from_logits",
+    "eigh_qr",
+    "entropy",
+    "frobenius_norm",
+    "gaussian_log_likelihood",
+    "gaussian_mle",
+    "gd_least_squares",
+    "gd_methods",
+    "gradcheck",
+    "heavy_ball",
+    "hessenberg",
+    "householder_qr",
+    "init_std",
+    "inverse_cdf_sample",
+    "kahan_sum",
+    "kl_divergence",
+    "largest_finite",
+    "log_softmax",
+    "logsumexp",
+    "lstsq_normal_equations",
+    "lstsq_qr",
+    "lstsq_svd",
+    "machine_epsilon",
+    "make_quadratic",
+    "measured_rate",
+    "monte_carlo_expectation",
+    "numerical_gradient",
+    "numerical_jacobian",
+    "power_iteration",
+    "propagate",
+    "quadratic_roots",
+    "run_until",
+    "sample_categorical",
+    "sample_exponential",
+    "sgd_least_squares",
+    "singular_values",
+    "softmax",
+    "solve_upper_triangular",
+    "spectral_norm",
+    "to_bfloat16",
+    "vector_norm",
 ]

@@ -16,13 +16,20 @@ layers by the L-th power of that: anything but 1 vanishes or explodes geometrica
 
 This is the project's one table of schemes: layer 0's variance-propagation experiment and
 layer 1's gradient-flow study both read it.
+
+:func:`propagate` measures the recursion in a deep bias-free MLP ``h_l = φ(h_{l-1} W_l)``: the
+standard deviation of the activations forward and of ∂L/∂h backward, layer by layer. Backward,
+``∂L/∂h_{l-1} = (∂L/∂h_l ⊙ φ'(z_l)) W_lᵀ`` multiplies the variance by ``n_out · σ² · E[φ'²]``,
+so the same schemes keep (or fail to keep) the gradient's scale.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["INITS", "init_std"]
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "INITS", "init_std", "propagate"]
 
 INITS = ("naive", "small", "xavier", "he")
 
@@ -41,3 +48,39 @@ def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
     if scheme == "he":
         return math.sqrt(2.0 / fan_in)
     raise ValueError(f"unknown init {scheme!r}; expected one of {list(INITS)}")
+
+
+ACTIVATIONS = ("tanh", "relu")  # the two whose gains the schemes are derived for (numpy only)
+
+
+def _activate(z: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray]:
+    """φ(z) and φ'(z) for ``activation`` in :data:`ACTIVATIONS`."""
+    if activation == "tanh":
+        h = np.tanh(z)
+        return h, 1.0 - h**2
+    return np.maximum(z, 0.0), (z > 0).astype(z.dtype)
+
+
+def propagate(
+    depth: int, width: int, batch: int, scheme: str, activation: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Std of the activations after each layer (forward) and of ``∂L/∂h`` at each layer's input
+    (backward) in a bias-free MLP ``h_l = φ(h_{l-1} W_l)`` fed N(0, 1) inputs, backpropagating
+    an N(0, 1) upstream gradient. float64, so even 1e±50 stays representable. Shapes (depth,).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    std = init_std(scheme, width, width)
+    weights = [rng.standard_normal((width, width)) * std for _ in range(depth)]
+    h = rng.standard_normal((batch, width))  # (B, W)
+    slopes, forward = [], []
+    for W in weights:
+        h, slope = _activate(h @ W, activation)  # (B, W) each
+        slopes.append(slope)
+        forward.append(h.std())
+    grad = rng.standard_normal((batch, width))  # ∂L/∂h_depth
+    backward = []
+    for W, slope in zip(reversed(weights), reversed(slopes), strict=True):
+        grad = (grad * slope) @ W.T  # ∂L/∂h_{l-1}
+        backward.append(grad.std())
+    return np.array(forward), np.array(backward[::-1])
