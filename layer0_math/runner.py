@@ -275,6 +275,38 @@ def _chosen(module: ModuleType, names: Sequence[str]) -> list[DeliverableFn]:
         raise SystemExit(f"{exc}") from None
 
 
+def _layer_plan(layer: str, names: Sequence[str]) -> list[DeliverableFn] | Outcome:
+    """The deliverables to run of ``layer``, or a FAILED row when they do not even load (the
+    other layers still run)."""
+    try:
+        module = importlib.import_module(f"{layer}.deliverables")
+        deliverables_of(module)
+    except Exception as exc:
+        why = f"its deliverables do not load: {error_summary(exc)}"
+        return Outcome(layer, "deliverables", "FAILED", None, {}, _shown(code_root(layer)), why)
+    return _chosen(module, names)
+
+
+def _run_layer(
+    layer: str, fns: Sequence[DeliverableFn], args: argparse.Namespace, outcomes: list[Outcome]
+) -> None:
+    force = args.force or bool(args.names) or _force_from_env()
+    git = git_state(code_root(layer))
+    for fn in fns:
+        done = None if force else up_to_date_run(layer, fn, args, git)
+        if done is not None:
+            print(f"=== {layer}/{spec_of(fn).name}: skipped (up to date: {_shown(done)})")
+            outcomes.append(_skipped(layer, fn, done))
+            continue
+        print(f"\n=== {layer}/{spec_of(fn).name} ({args.preset}) ===", flush=True)
+        outcome, interrupt = _run_child(layer, fn, args)
+        outcomes.append(outcome)
+        if interrupt is not None:
+            raise interrupt
+        if outcome.status != "ok":
+            print(f"!!! {layer}/{outcome.name} failed: {outcome.why}", flush=True)
+
+
 def run_layers(
     layers: Sequence[str], args: argparse.Namespace, outcomes: list[Outcome] | None = None
 ) -> list[Outcome]:
@@ -283,26 +315,13 @@ def run_layers(
     An interrupt stops the loop after the running child has been recorded and is re-raised.
     """
     outcomes = [] if outcomes is None else outcomes
-    plan = [
-        (layer, _chosen(importlib.import_module(f"{layer}.deliverables"), args.names))
-        for layer in layers
-    ]
-    force = args.force or bool(args.names) or _force_from_env()
-    for layer, fns in plan:
-        git = git_state(code_root(layer))
-        for fn in fns:
-            done = None if force else up_to_date_run(layer, fn, args, git)
-            if done is not None:
-                print(f"=== {layer}/{spec_of(fn).name}: skipped (up to date: {_shown(done)})")
-                outcomes.append(_skipped(layer, fn, done))
-                continue
-            print(f"\n=== {layer}/{spec_of(fn).name} ({args.preset}) ===", flush=True)
-            outcome, interrupt = _run_child(layer, fn, args)
-            outcomes.append(outcome)
-            if interrupt is not None:
-                raise interrupt
-            if outcome.status != "ok":
-                print(f"!!! {layer}/{outcome.name} failed: {outcome.why}", flush=True)
+    for layer in layers:
+        plan = _layer_plan(layer, args.names)
+        if isinstance(plan, Outcome):
+            print(f"!!! {layer}: {plan.why}", flush=True)
+            outcomes.append(plan)
+            continue
+        _run_layer(layer, plan, args, outcomes)
     return outcomes
 
 

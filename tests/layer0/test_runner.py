@@ -276,3 +276,29 @@ def test_a_child_that_fails_before_its_run_opens_still_records_why(tmp_path, cap
     assert man["error"] == "ModuleNotFoundError: No module named 'layer9_absent'"
     assert "Traceback" in (run / "error.txt").read_text()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_layer_whose_deliverables_do_not_load_fails_and_the_next_layer_runs(
+    demo, monkeypatch, capsys
+):
+    import argparse
+
+    from layer0_math import runner
+
+    broken = demo[3] / "layer9_broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("")
+    (broken / "deliverables.py").write_text("import layer9_missing_dependency\n")
+    monkeypatch.syspath_prepend(str(demo[3]))
+    monkeypatch.setenv("PYTHONPATH", demo[1]["PYTHONPATH"])
+    monkeypatch.setenv("DEMO_ALL", "quick_ok")
+    args = argparse.Namespace(
+        names=[], preset="quick", seed=0, device=None, runs_dir=demo[2], force=True
+    )
+    first, second = runner.run_layers(["layer9_broken", "layer9_demo"], args)
+    assert (first.layer, first.status) == ("layer9_broken", "FAILED")
+    assert first.why == (
+        "its deliverables do not load: ModuleNotFoundError: "
+        "No module named 'layer9_missing_dependency'"
+    )
+    assert (second.name, second.status) == ("quick_ok", "ok")
