@@ -85,12 +85,19 @@ def frobenius_norm(A: np.ndarray) -> float:
 
 
 def spectral_norm(A: np.ndarray, tol: float = 1e-13, max_iter: int = 10_000) -> float:
-    """``||A||_2 = sigma_max(A)``, by power iteration on the smaller Gram matrix."""
+    """``||A||_2 = sigma_max(A)``, by power iteration on the smaller Gram matrix.
+
+    Power iteration contracts by ``(sigma_2 / sigma_1)^2`` per step, so two nearly equal top
+    singular values can leave it unconverged after ``max_iter`` steps; then the answer comes
+    from the symmetric QR algorithm (:func:`singular_values`) instead of a wrong estimate.
+    """
     A = _as_matrix(A)
     gram = A.T @ A if A.shape[1] <= A.shape[0] else A @ A.T
     if not np.any(gram):
         return 0.0
     result = power_iteration(gram, tol=tol, max_iter=max_iter)
+    if not result.converged:
+        return float(singular_values(A)[0])
     return math.sqrt(max(result.eigenvalue, 0.0))
 
 

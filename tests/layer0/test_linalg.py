@@ -65,6 +65,14 @@ def test_matrix_norms_match_numpy_and_their_inequalities(A):
     assert fro <= math.sqrt(rank) * spec * (1 + 1e-6) + 1e-9
 
 
+def test_spectral_norm_with_nearly_equal_top_singular_values():
+    # sigma = 64.0078 and 64: power iteration contracts by 4096/4097 per step and has not
+    # converged after 10 000 steps (found by hypothesis); the norm must still be right
+    A = np.array([[-64.0, 1.0, 0.0, 0.0], [0.0, 0.0, -64.0, 0.0]])
+    assert not power_iteration(A @ A.T, tol=1e-13).converged
+    assert spectral_norm(A) == pytest.approx(np.linalg.norm(A, 2), rel=1e-12)
+
+
 def test_power_iteration_finds_the_dominant_eigenpair():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
