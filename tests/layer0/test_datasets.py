@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,16 +241,25 @@ def test_diabetes_scaled_and_raw_agree():
 # ----------------------------------------------------------------------------- fault injection
 
 
-def _fake_idx_dataset(monkeypatch, env, name: str, x: np.ndarray, y: np.ndarray) -> None:
-    """Replace registry entry ``name`` by a small IDX dataset (test split) under env/data."""
+def register_idx_dataset(setitem, data_dir, name: str) -> None:
+    """``setitem(name, entry)`` with an entry for the IDX files in data_dir/name (test split)."""
     files = {}
-    for kind, content in (("images", _idx_images(x)), ("labels", _idx_labels(y))):
+    for kind in ("images", "labels"):
         rel = f"{name}/test-{kind}.gz"
-        (env / "data" / name).mkdir(parents=True, exist_ok=True)
-        (env / "data" / rel).write_bytes(gzip.compress(content))
+        content = gzip.decompress((Path(data_dir) / rel).read_bytes())
         files[f"test_{kind}"] = FileSpec(rel, hashlib.sha256(content).hexdigest(), len(content))
     entry = datasets.DatasetEntry(name, files, "a test", splits=("test",), num_classes=10)
-    monkeypatch.setitem(datasets.REGISTRY, name, entry)
+    setitem(name, entry)
+
+
+def _fake_idx_dataset(monkeypatch, env, name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Replace registry entry ``name`` by a small IDX dataset (test split) under env/data."""
+    (env / "data" / name).mkdir(parents=True, exist_ok=True)
+    for kind, content in (("images", _idx_images(x)), ("labels", _idx_labels(y))):
+        (env / "data" / name / f"test-{kind}.gz").write_bytes(gzip.compress(content))
+    register_idx_dataset(
+        lambda key, entry: monkeypatch.setitem(datasets.REGISTRY, key, entry), env / "data", name
+    )
 
 
 def _small_idx(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -316,6 +326,40 @@ def test_a_process_killed_during_the_first_decode_does_not_poison_the_cache(empt
         os.utime(p, (0, 0))
     _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)
     assert not [p for p in temps if p.exists()]
+
+
+def test_processes_decoding_at_once_share_the_cache_without_warnings(empty_env, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    x, y = _small_idx(4)
+    _fake_idx_dataset(monkeypatch, empty_env, "fashion_mnist", x, y)
+    # each child registers the same small entry, then loads: all decode and write at once
+    child = (
+        "import warnings\n"
+        "from layer0_math import datasets\n"
+        "from tests.layer0.test_datasets import register_idx_dataset\n"
+        "warnings.simplefilter('error', datasets.DatasetCacheWarning)\n"
+        f"register_idx_dataset(datasets.REGISTRY.__setitem__, {str(empty_env / 'data')!r}, "
+        "'fashion_mnist')\n"
+        "for _ in range(5):\n"
+        "    x, y = datasets.load_fashion_mnist('test')\n"
+        "    assert x.shape == (50, 28, 28) and y.shape == (50,)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child],
+            cwd=Path(__file__).parents[2],  # the repository root: tests.layer0 importable
+            env=os.environ.copy(),
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    _assert_loads(datasets.load_fashion_mnist, x, y, mapped=True)
 
 
 def test_a_cache_with_flipped_bytes_is_rebuilt_with_a_warning(empty_env, monkeypatch):
