@@ -16,11 +16,12 @@ from layer3_framework.checkpoint import (
 )
 from layer3_framework.data import (
     CharDataset,
-    DataConfig,
+    CharText,
+    DataModule,
+    ImageData,
     ImageDataset,
     ImageTransform,
     ResumableSampler,
-    build_data,
     build_loader,
 )
 from layer3_framework.device import resolve_device
@@ -41,10 +42,12 @@ from layer3_framework.trainer import NonFiniteLossError, Trainer, TrainerConfig
 __all__ = [
     "EMA",
     "CharDataset",
+    "CharText",
     "CheckpointError",
     "Classification",
     "CompositeLogger",
-    "DataConfig",
+    "DataModule",
+    "ImageData",
     "ImageDataset",
     "ImageTransform",
     "JsonlLogger",
@@ -57,7 +60,6 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "WandbLogger",
-    "build_data",
     "build_loader",
     "build_logger",
     "latest_checkpoint",

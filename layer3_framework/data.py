@@ -19,27 +19,30 @@ Augmentation is plain tensor ops on a (C, H, W) uint8 image: zero-pad by ``p`` a
 H x W crop (translations of up to ±p pixels), flip left-right with probability 1/2, then
 normalise, ``x' = (x/255 - mean_c) / std_c`` per channel.
 
-Datasets: ``mnist`` and ``cifar10`` (images, class labels) and ``shakespeare`` (characters; a
-sample is ``seq_len`` ids and the same window shifted by one as targets). ``source: synthetic``
-builds small random data of the same shapes (class-prototype images, patterned text) so that
-tests can run every config in seconds; it is only ever used when a config asks for it.
+A ``data`` config names a *data module* (``_target_``, Lightning's DataModule): what every
+dataset has (:class:`DataModule`: source, batch sizes, workers, subset sizes) plus what its kind
+needs: :class:`ImageData` (any labelled image set of ``layer0_math.datasets``: shape, class
+names, normalisation, augmentation) or :class:`CharText` (a text as characters). A new dataset of
+a known kind is one YAML file; a new kind is a subclass here (or in a module of its own) plus one
+YAML file. ``source: synthetic`` builds small random data of the same shapes (class-prototype
+images, patterned text) so that tests can run every config in seconds; it is only ever used when
+a config asks for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from layer0_math.datasets import CharVocab, load_cifar10, load_mnist, load_tiny_shakespeare
+from layer0_math.datasets import LOADERS, CharVocab, load
 from layer3_framework.repro import make_generator, seed_worker
 
-DATASETS = ("mnist", "cifar10", "shakespeare")
 SOURCES = ("real", "synthetic")
 _MASK64 = (1 << 64) - 1
 
@@ -184,49 +187,6 @@ class ResumableSampler(Sampler[int]):
         return self.n - self.offset
 
 
-@dataclass
-class DataConfig:
-    """One dataset and how to batch it (the ``data`` config group)."""
-
-    name: str = "cifar10"
-    source: str = "real"
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    num_workers: int = 0
-    augment: bool = False
-    crop_padding: int = 0
-    flip: bool = False
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.5])
-    seq_len: int = 64
-    n_train: int | None = None
-    n_test: int | None = None
-    drop_last: bool = True
-
-    def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset {self.name!r}; expected one of {list(DATASETS)}")
-        if self.source not in SOURCES:
-            raise ValueError(
-                f"unknown data source {self.source!r}; expected one of {list(SOURCES)}"
-            )
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
-
-
-@dataclass
-class DataBundle:
-    """The train and test datasets and what a model needs to know about them."""
-
-    train: Dataset
-    test: Dataset
-    kind: str  # "image" or "text"
-    num_classes: int
-    in_shape: tuple[int, ...] = ()
-    vocab: Any = None
-
-
 def _synthetic_images(
     rng: np.random.Generator, n: int, shape: tuple[int, ...], classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,48 +216,204 @@ def _take(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator)
     return x[idx], y[idx]
 
 
-def build_data(cfg: DataConfig, seed: int = 0) -> DataBundle:
-    """The datasets ``cfg`` describes (real data via ``layer0_math.datasets``, or synthetic)."""
-    rng = np.random.default_rng(seed)
-    if cfg.name == "shakespeare":
-        # n_train / n_test count samples (windows of seq_len + 1 characters), as for images
-        n_tr = None if cfg.n_train is None else cfg.n_train * cfg.seq_len + 1
-        n_te = None if cfg.n_test is None else cfg.n_test * cfg.seq_len + 1
-        if cfg.source == "real":
-            text = load_tiny_shakespeare()
+@dataclass
+class DataBundle:
+    """The train and test datasets a data module built."""
+
+    train: Dataset
+    test: Dataset
+
+
+@dataclass(kw_only=True)
+class DataModule:
+    """What every ``data`` config sets: where the samples come from and how they are batched.
+
+    A dataset kind is a subclass (:class:`ImageData`, :class:`CharText`) named by the config's
+    ``_target_``. :meth:`setup` builds the datasets; afterwards the module says what a model needs
+    to know about them (:meth:`model_kwargs`: sizes such as ``num_classes`` or ``vocab_size``)
+    and what a checkpoint must carry to use the model without the dataset
+    (:meth:`preprocessing`: normalisation, class names, the vocabulary).
+    """
+
+    SIZES: ClassVar[tuple[str, ...]] = ()  # the keys of model_kwargs()
+
+    name: str
+    source: str = "real"  # real | synthetic (small random data of the same shapes, for tests)
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    num_workers: int = 0
+    n_train: int | None = None  # None: all; else a random subset of this many samples
+    n_test: int | None = None
+    drop_last: bool = True
+    bundle: DataBundle | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in LOADERS:
+            raise ValueError(f"unknown dataset {self.name!r}; expected one of {sorted(LOADERS)}")
+        if self.source not in SOURCES:
+            raise ValueError(
+                f"unknown data source {self.source!r}; expected one of {list(SOURCES)}"
+            )
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("n_train", "n_test"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"data.{key} must be >= 1 or null, got {getattr(self, key)}")
+
+    def setup(self, seed: int = 0) -> DataBundle:
+        """Build (once) and return the train and test datasets of a run seeded with ``seed``."""
+        if self.bundle is None:
+            self.bundle = self._build(seed)
+        return self.bundle
+
+    def _build(self, seed: int) -> DataBundle:
+        raise NotImplementedError
+
+    def _built(self) -> DataBundle:
+        if self.bundle is None:
+            raise RuntimeError(f"data module {self.name!r} is not set up: call setup(seed) first")
+        return self.bundle
+
+    def train_loader(self, seed: int = 0) -> DataLoader:
+        """Shuffled (a function of seed and epoch), incomplete last batch dropped if asked."""
+        return build_loader(
+            self._built().train,
+            self.batch_size,
+            shuffle=True,
+            seed=seed,
+            num_workers=self.num_workers,
+            drop_last=self.drop_last,
+        )
+
+    def eval_loader(self, seed: int = 0) -> DataLoader:
+        return build_loader(
+            self._built().test,
+            self.eval_batch_size,
+            shuffle=False,
+            seed=seed,
+            num_workers=self.num_workers,
+        )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The sizes a model's constructor may take from the data (``???`` in a model config)."""
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What turns raw input into the model's input and its output into answers (JSON)."""
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class ImageData(DataModule):
+    """A labelled image dataset of ``layer0_math.datasets`` (``name`` is its registry name).
+
+    ``shape`` is one image's (C, H, W) and ``classes`` the class names in label order: stated in
+    the config, so that synthetic data and a model's sizes need no download.
+    """
+
+    SIZES: ClassVar[tuple[str, ...]] = ("in_channels", "image_size", "in_features", "num_classes")
+
+    shape: list[int]
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    augment: bool = False
+    crop_padding: int = 0
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.shape) != 3:
+            raise ValueError(f"data.shape must be (C, H, W), got {list(self.shape)}")
+        if len(self.classes) < 2:
+            raise ValueError(f"data.classes must name at least 2 classes, got {self.classes}")
+        self.transform = ImageTransform(self.mean, self.std, self.crop_padding, self.flip)
+
+    def _arrays(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        if self.source == "real":
+            return (*load(self.name, "train"), *load(self.name, "test"))  # type: ignore[misc]
+        shape, k = tuple(self.shape), len(self.classes)
+        return (
+            *_synthetic_images(rng, self.n_train or 256, shape, k),
+            *_synthetic_images(rng, self.n_test or 128, shape, k),
+        )
+
+    def _build(self, seed: int) -> DataBundle:
+        rng = np.random.default_rng(seed)
+        x_tr, y_tr, x_te, y_te = self._arrays(rng)
+        x_tr, y_tr = _take(x_tr, y_tr, self.n_train, rng)
+        x_te, y_te = _take(x_te, y_te, self.n_test, rng)
+        return DataBundle(
+            train=ImageDataset(x_tr, y_tr, self.transform, augment=self.augment, seed=seed),
+            test=ImageDataset(x_te, y_te, self.transform, augment=False, seed=seed),
+        )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        c, h, w = self.shape
+        return {
+            "in_channels": c,
+            "image_size": h,
+            "in_features": c * h * w,
+            "num_classes": len(self.classes),
+        }
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "kind": "image",
+            "shape": list(self.shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "scale": 255,  # x' = (x / scale - mean_c) / std_c on uint8 (C, H, W) images
+            "classes": list(self.classes),
+        }
+
+
+@dataclass(kw_only=True)
+class CharText(DataModule):
+    """A text of ``layer0_math.datasets`` as characters: the first 90% trains, the rest tests.
+
+    A sample is ``seq_len`` character ids and the same window shifted by one as targets;
+    ``n_train``/``n_test`` count samples (windows of ``seq_len + 1`` characters), as for images.
+    """
+
+    SIZES: ClassVar[tuple[str, ...]] = ("vocab_size",)
+
+    seq_len: int = 128
+    vocab: CharVocab | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len < 1:
+            raise ValueError(f"data.seq_len must be >= 1, got {self.seq_len}")
+
+    def _build(self, seed: int) -> DataBundle:
+        rng = np.random.default_rng(seed)
+        n_tr = None if self.n_train is None else self.n_train * self.seq_len + 1
+        n_te = None if self.n_test is None else self.n_test * self.seq_len + 1
+        if self.source == "real":
+            text = str(load(self.name))
         else:
             text = _synthetic_text(rng, (n_tr or 8192) + (n_te or 2048))
-        vocab = CharVocab.from_text(text)
-        ids = np.asarray(vocab.encode(text), dtype=np.int64)
-        cut = int(0.9 * len(ids)) if cfg.source == "real" or n_tr is None else n_tr
+        self.vocab = CharVocab.from_text(text)
+        ids = np.asarray(self.vocab.encode(text), dtype=np.int64)
+        cut = int(0.9 * len(ids)) if self.source == "real" or n_tr is None else n_tr
         train_ids = ids[:cut] if n_tr is None else ids[: min(cut, n_tr)]
         test_ids = ids[cut:] if n_te is None else ids[cut : cut + n_te]
         return DataBundle(
-            train=CharDataset(train_ids, cfg.seq_len),
-            test=CharDataset(test_ids, cfg.seq_len),
-            kind="text",
-            num_classes=len(vocab),
-            in_shape=(cfg.seq_len,),
-            vocab=vocab,
+            train=CharDataset(train_ids, self.seq_len), test=CharDataset(test_ids, self.seq_len)
         )
-    shape = (1, 28, 28) if cfg.name == "mnist" else (3, 32, 32)
-    if cfg.source == "real":
-        loader = load_mnist if cfg.name == "mnist" else load_cifar10
-        x_tr, y_tr = loader("train")
-        x_te, y_te = loader("test")
-    else:
-        x_tr, y_tr = _synthetic_images(rng, cfg.n_train or 256, shape, 10)
-        x_te, y_te = _synthetic_images(rng, cfg.n_test or 128, shape, 10)
-    x_tr, y_tr = _take(x_tr, y_tr, cfg.n_train, rng)
-    x_te, y_te = _take(x_te, y_te, cfg.n_test, rng)
-    transform = ImageTransform(cfg.mean, cfg.std, cfg.crop_padding, cfg.flip)
-    return DataBundle(
-        train=ImageDataset(x_tr, y_tr, transform, augment=cfg.augment, seed=seed),
-        test=ImageDataset(x_te, y_te, transform, augment=False, seed=seed),
-        kind="image",
-        num_classes=10,
-        in_shape=shape,
-    )
+
+    def _vocab(self) -> CharVocab:
+        self._built()
+        assert self.vocab is not None  # set with the bundle
+        return self.vocab
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": len(self._vocab())}
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"kind": "text", "seq_len": self.seq_len, "chars": list(self._vocab().chars)}
 
 
 def build_loader(

@@ -7,22 +7,44 @@
 
 Hydra composes ``configs/train.yaml`` from one file per concern — ``model/``, ``data/``,
 ``optim/``, ``trainer/``, ``logger/`` — then an optional ``experiment/`` file that overrides
-several at once, then the command line. The composed config is *struct*: overriding a key that
-no file defines is an error (add a new key with ``+key=value`` only if you mean it).
+several at once, then the command line.
 
-A run writes ``runs/layer3_framework/train/<timestamp>/``: ``manifest.json`` (the run record of
-``layer0_math.lab``, with the resolved config), ``metrics.json``, ``metrics.jsonl`` (every
-logged step), ``wandb/`` (an offline W&B run), ``checkpoints/`` and Hydra's ``.hydra/``.
+**Configs name what they build** (lightning-hydra-template). A ``model``, ``data`` or ``optim``
+entry carries ``_target_``, the import path of the class or function it builds, and this module
+only instantiates (``hydra.utils.instantiate``); it holds no table of model or dataset names. A
+new model, dataset or optimizer is its own module plus one YAML file. What is known only later
+is supplied at build time, in this order (the order of the random draws of a run):
 
-:func:`run` is the whole pipeline as a function of a composed config and a folder, so
-deliverables and tests call it without a command line (:func:`compose`).
+1. the data module (``data._target_``, :class:`layer3_framework.data.DataModule`) is set up;
+2. the model is built with the keys its config marks ``???`` taken from the data module's
+   :meth:`~layer3_framework.data.DataModule.model_kwargs` (``num_classes``, ``vocab_size``...),
+   after ``seed_everything(seed)``, so its initial weights are a function of the seed;
+3. the optimizer (``optim.optimizer``, ``_partial_``) gets the model's parameters, the schedule
+   (``optim.scheduler``, ``_partial_``; null for a constant rate) gets the optimizer.
+
+**The whole config is checked before anything is built** (:mod:`layer3_framework.schema`):
+unknown keys (also ``+key=value`` ones), values of the wrong type, a schedule shorter than the
+run, an unknown device: each a :class:`~layer3_framework.schema.ConfigError`, which the command
+line prints as one ``error: ...`` line (exit status 2) instead of a traceback.
+
+**One run record.** :func:`run` opens its run with ``layer0_math.lab.open_run`` (kind
+``train``), so a Hydra run writes the manifest a deliverable writes: ``running``, then ``ok``,
+``failed`` (with ``error.txt``) or ``interrupted``, and ``latest`` points at the newest good
+run. A multirun's sweep folder is a run of its own (kind ``multirun``, :class:`SweepRecord`)
+and each trial's manifest names it as its parent.
+
+A run writes ``runs/layer3_framework/train/<timestamp>/``: ``manifest.json``, ``metrics.json``,
+``metrics.jsonl`` (every logged step), ``wandb/`` (an offline W&B run), ``checkpoints/`` (each
+carrying the model's ``model_spec``, so :func:`load_model` needs no dataset) and Hydra's
+``.hydra/``. :func:`run` is the whole pipeline as a function of a composed config and a folder,
+so deliverables and tests call it without a command line (:func:`compose`).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, field
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +53,39 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from layer0_math.lab import RunContext, manifest, runs_root, write_json
-from layer3_framework.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint
-from layer3_framework.data import DataBundle, DataConfig, build_data, build_loader
+from layer0_math.datasets import DatasetError
+from layer0_math.lab import RunContext, open_run, runs_root
+from layer3_framework import checkpoint
+from layer3_framework.checkpoint import CheckpointError, ResumeError
+from layer3_framework.data import DataModule
 from layer3_framework.device import resolve_device
 from layer3_framework.loggers import LoggerConfig, build_logger
 from layer3_framework.metrics import perplexity
-from layer3_framework.ports import MLP, CharLM, CifarCNN
 from layer3_framework.repro import seed_everything
-from layer3_framework.trainer import Trainer, TrainerConfig
+from layer3_framework.schema import (
+    OPTIM,
+    ROOT,
+    ConfigError,
+    check_dataclass,
+    check_target,
+    check_values,
+    missing_keys,
+)
+from layer3_framework.trainer import NonFiniteLossError, Trainer, TrainerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-MODELS = ("mlp", "cnn", "charlm")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULERS = ("none", "cosine", "onecycle")
+LAYER, NAME = "layer3_framework", "train"
+# what the command line reports as one line (the run's manifest and error.txt keep the rest)
+USER_ERRORS = (ConfigError, DatasetError, NonFiniteLossError, ResumeError, CheckpointError)
 
 OmegaConf.register_new_resolver("dlstack_runs", lambda: str(runs_root()), replace=True)
-
-
-@dataclass
-class OptimConfig:
-    """The ``optim`` config group: optimizer and LR schedule."""
-
-    name: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: str = "none"
-    warmup_fraction: float = 0.25
-    total_steps: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.name!r}; expected one of {OPTIMIZERS}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {SCHEDULERS}")
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if not 0 < self.warmup_fraction < 1:
-            raise ValueError(f"optim.warmup_fraction must be in (0, 1), got {self.warmup_fraction}")
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
@@ -82,131 +94,195 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
         return hydra_compose(config_name="train", overrides=list(overrides or []))
 
 
-def build_model(cfg: dict[str, Any], data: DataBundle) -> torch.nn.Module:
-    """The model a ``model`` config names, sized for ``data``."""
-    kwargs = {k: v for k, v in cfg.items() if k != "name"}
-    name = cfg.get("name")
-    if name == "mlp":
-        if data.kind != "image":
-            raise ValueError(f"model 'mlp' needs image data, got {data.kind} data")
-        sizes = [math.prod(data.in_shape), *kwargs.pop("hidden"), data.num_classes]
-        return MLP(sizes, **kwargs)
-    if name == "cnn":
-        if data.kind != "image":
-            raise ValueError(f"model 'cnn' needs image data, got {data.kind} data")
-        c, h, _ = data.in_shape
-        return CifarCNN(c, num_classes=data.num_classes, image_size=h, **kwargs)
-    if name == "charlm":
-        if data.kind != "text":
-            raise ValueError(f"model 'charlm' needs text data, got {data.kind} data")
-        return CharLM(data.num_classes, **kwargs)
-    raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+# ----------------------------------------------------------------------------- the checked plan
+
+
+@dataclass
+class Plan:
+    """A config that passed every check: the resolved dict and the objects built from it."""
+
+    config: dict[str, Any]  # resolved (no interpolations), without Hydra's own node
+    seed: int
+    data: DataModule
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    from_data: list[str]  # the model keys the data module supplies
+
+
+def check_config(cfg: DictConfig | dict[str, Any]) -> Plan:
+    """Check the whole config (:mod:`layer3_framework.schema`) and build its cheap parts."""
+    config = _resolved(cfg)
+    check_values(config, ROOT, "")
+    for group in ("model", "data", "task", "optim", "trainer", "logger"):
+        if not isinstance(config.get(group), dict):
+            raise ConfigError(f"the config has no {group} group (configs/{group}/)")
+    data = _check_data(config["data"])
+    from_data = _check_model(config["model"], data)
+    check_target(config["task"], "task", later=1)
+    trainer = check_dataclass(TrainerConfig, config["trainer"], "trainer")
+    _check_optim(config["optim"], trainer)
+    logger = check_dataclass(LoggerConfig, config["logger"], "logger")
+    return Plan(config, config.get("seed", 0), data, trainer, logger, from_data)
+
+
+def _resolved(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    try:
+        config = OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"the config does not resolve: {exc}") from None
+    config.pop("hydra", None)
+    return config
+
+
+def _check_data(node: dict[str, Any]) -> DataModule:
+    target = check_target(node, "data")
+    if not (isinstance(target, type) and issubclass(target, DataModule)):
+        raise ConfigError(
+            f"data._target_={node['_target_']!r} is not a layer3_framework.data.DataModule"
+        )
+    return _instantiate(node, "data")
+
+
+def _check_model(node: dict[str, Any], data: DataModule) -> list[str]:
+    wanted = missing_keys(node)
+    absent = [k for k in wanted if k not in data.SIZES]
+    if absent:
+        raise ConfigError(
+            f"model {node.get('_target_')} needs {', '.join(absent)} from the data, but data "
+            f"{data.name!r} ({type(data).__name__}) supplies {', '.join(data.SIZES)}: "
+            "this model does not fit this data"
+        )
+    check_target(node, "model", supplied=wanted)
+    return wanted
+
+
+def _check_optim(node: dict[str, Any], trainer: TrainerConfig) -> None:
+    check_values(node, OPTIM, "optim")
+    check_target(node["optimizer"], "optim.optimizer", later=1)
+    if node.get("scheduler") is None:
+        return
+    check_target(node["scheduler"], "optim.scheduler", later=1)
+    length = node["scheduler"].get("total_steps")
+    if isinstance(length, int) and length < trainer.max_steps:
+        raise ConfigError(
+            f"optim.total_steps={length} is shorter than trainer.max_steps={trainer.max_steps}: "
+            "the LR schedule would end before the run does (leave optim.total_steps at "
+            "${trainer.max_steps}, or pin it to at least the longest run that resumes from here)"
+        )
+
+
+def _instantiate(node: dict[str, Any], where: str) -> Any:
+    """``hydra.utils.instantiate``; a constructor's refusal is a ConfigError naming ``where``."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ConfigError(f"{where}: {node.get('_target_')} refused its config: {cause}") from None
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_model(node: dict[str, Any], data: DataModule) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model a ``model`` config names, its ``???`` sizes filled from ``data``; and its spec.
+
+    The spec (``target``, ``kwargs``, ``preprocessing``) is what a checkpoint stores so that the
+    model can be rebuilt without the dataset.
+    """
+    sizes = data.model_kwargs()
+    kwargs = {k: v for k, v in node.items() if not k.startswith("_")}
+    kwargs.update({k: sizes[k] for k in missing_keys(node)})
+    model = _instantiate({"_target_": node["_target_"], **kwargs}, "model")
+    spec = {"target": node["_target_"], "kwargs": kwargs, "preprocessing": data.preprocessing()}
+    return model, spec
 
 
 def build_optimizer(
-    cfg: OptimConfig, model: torch.nn.Module
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The optimizer and (optional) per-step LR schedule an ``optim`` config describes."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.name == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-    else:
-        opt = torch.optim.AdamW(
-            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
-        )
-    if cfg.scheduler == "onecycle":
-        # lr rises from lr/25 to lr over the warm-up, then anneals (cosine) to lr/1e4
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt,
-            max_lr=cfg.lr,
-            total_steps=cfg.total_steps,
-            pct_start=cfg.warmup_fraction,
-            cycle_momentum=cfg.name == "sgd" and cfg.momentum > 0,
-        )
-    elif cfg.scheduler == "cosine":
-        # linear warm-up, then lr_t = lr · (1 + cos(π t / T)) / 2
-        warm = max(1, int(cfg.warmup_fraction * cfg.total_steps))
-        sched = torch.optim.lr_scheduler.SequentialLR(
-            opt,
-            [
-                torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / warm, total_iters=warm),
-                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps - warm),
-            ],
-            milestones=[warm],
-        )
-    else:
-        sched = None
-    return opt, sched
+    node: dict[str, Any], task: torch.nn.Module
+) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer over the task's trainable parameters and its per-step schedule (or None)."""
+    params = [p for p in task.parameters() if p.requires_grad]
+    optimizer = _instantiate(node["optimizer"], "optim.optimizer")(params)
+    scheduler = None
+    if node.get("scheduler") is not None:
+        try:
+            scheduler = _instantiate(node["scheduler"], "optim.scheduler")(optimizer)
+        except ValueError as exc:  # the schedule's own checks run when it gets its optimizer
+            raise ConfigError(f"optim.scheduler: {exc}") from None
+    return optimizer, scheduler
 
 
 def run(
-    cfg: DictConfig, run_dir: Path, *, device: str | None = None, progress: bool | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    device: str | None = None,
+    progress: bool | None = None,
+    parent_id: str | None = None,
 ) -> dict[str, Any]:
-    """Train what ``cfg`` describes, writing the run into ``run_dir``; return the metrics."""
-    t0, start = time.perf_counter(), time.time()
-    run_dir = Path(run_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
-    seed = int(cfg.seed)
-    seed_everything(seed)
-    dev = resolve_device(device if device is not None else cfg.device)
-    data_cfg = DataConfig(**resolved["data"])
-    trainer_cfg = TrainerConfig(**resolved["trainer"])
+    """Train what ``cfg`` describes, writing the run into ``run_dir``; return the metrics.
+
+    The config is checked whole before the run opens; ``parent_id`` (default
+    ``$DLSTACK_PARENT_RUN_ID``) names the run this one belongs to (a deliverable, a sweep).
+    """
+    plan = check_config(cfg)
+    try:
+        dev = resolve_device(device if device is not None else plan.config.get("device"))
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from None
     if progress is not None:
-        trainer_cfg.progress = progress
-    data = build_data(data_cfg, seed)
-    train_loader = build_loader(
-        data.train,
-        data_cfg.batch_size,
-        shuffle=True,
-        seed=seed,
-        num_workers=data_cfg.num_workers,
-        drop_last=data_cfg.drop_last,
-    )
-    eval_loader = build_loader(
-        data.test,
-        data_cfg.eval_batch_size,
-        shuffle=False,
-        seed=seed,
-        num_workers=data_cfg.num_workers,
-    )
-    model = build_model(resolved["model"], data)
-    optimizer, scheduler = build_optimizer(OptimConfig(**resolved["optim"]), model)
-    logger = build_logger(
-        LoggerConfig(**resolved["logger"]), run_dir, name=str(cfg.name), config=resolved
-    )
-    ctx = RunContext("layer3_framework", "train", "hydra", seed, resolved, run_dir, str(dev))
-    write_json(run_dir / "manifest.json", manifest(ctx, start=start, seconds=0.0, status="running"))
+        plan.trainer.progress = progress
+    with open_run(
+        LAYER,
+        NAME,
+        preset="hydra",
+        seed=plan.seed,
+        config=plan.config,
+        run_dir=Path(run_dir),
+        parent_id=parent_id,
+        device=str(dev),
+        kind="train",
+    ) as ctx:
+        metrics = _train(plan, ctx, dev)
+        ctx.record_metrics(metrics)
+    return metrics
+
+
+def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
+    """Seed, build data, model, task, optimizer and logger (in this order), fit, report."""
+    seed_everything(plan.seed)
+    data = plan.data
+    data.setup(plan.seed)
+    train_loader, eval_loader = data.train_loader(plan.seed), data.eval_loader(plan.seed)
+    model, spec = build_model(plan.config["model"], data)
+    ctx.config["model"] = {"_target_": spec["target"], **spec["kwargs"]}  # sizes filled in
+    task = _instantiate(plan.config["task"], "task")(model)
+    optimizer, scheduler = build_optimizer(plan.config["optim"], task)
+    name = plan.config.get("name") or f"{type(model).__name__.lower()}-{data.name}"
+    logger = build_logger(plan.logger, ctx.out_dir, name=name, config=ctx.config)
     try:
         trainer = Trainer(
-            model,
+            task,
             optimizer,
             train_loader,
-            trainer_cfg,
+            plan.trainer,
             device=dev,
             scheduler=scheduler,
             eval_loader=eval_loader,
             logger=logger,
-            ckpt_dir=run_dir / "checkpoints",
-            run_config=resolved,
+            ckpt_dir=ctx.out_dir / "checkpoints",
+            run_config=ctx.config,
+            model_spec=spec,
         )
-        if cfg.resume:
-            trainer.resume(_checkpoint_source(Path(cfg.resume)))
+        if plan.config.get("resume"):
+            trainer.resume(_checkpoint_source(Path(plan.config["resume"])))
         history = trainer.fit()
-    except BaseException:
-        seconds = time.perf_counter() - t0
-        write_json(
-            run_dir / "manifest.json", manifest(ctx, start=start, seconds=seconds, status="failed")
-        )
-        raise
     finally:
         logger.close()
+    return _metrics(trainer, history, data)
+
+
+def _metrics(trainer: Trainer, history: dict[str, Any], data: DataModule) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "step": trainer.step,
         "train_loss": history["train/loss"],
@@ -215,48 +291,98 @@ def run(
         "samples_per_sec": history["train/samples_per_sec"],
         "train_seconds": history["train_seconds"],
     }
-    if data.kind == "text":
+    if data.preprocessing()["kind"] == "text":
         metrics["test_perplexity"] = perplexity(history["eval/loss"])
     metrics["checkpoint"] = str(trainer.last_good_checkpoint)
-    write_json(run_dir / "metrics.json", metrics)
-    seconds = time.perf_counter() - t0
-    write_json(run_dir / "manifest.json", manifest(ctx, start=start, seconds=seconds, status="ok"))
     return metrics
 
 
 def load_model(path: Path, device: str | None = None) -> torch.nn.Module:
-    """The trained model of a run folder (its newest checkpoint) or a checkpoint file, in eval
-    mode — how later layers reuse a model trained here (e.g. as a FID feature extractor)."""
-    source = _checkpoint_source(Path(path))
-    if source.is_dir():
-        found = latest_checkpoint(source)
-        if found is None:
-            raise FileNotFoundError(f"no complete checkpoint in {source}")
-        source = found
-    _, meta = read_checkpoint(source)
-    config = meta["config"]
-    data = build_data(DataConfig(**config["data"]), int(config["seed"]))
-    model = build_model(config["model"], data)
-    load_checkpoint(source, model=model)
-    return model.to(resolve_device(device)).eval()
+    """The trained model of a run folder (its newest good checkpoint) or a checkpoint file, in
+    eval mode on ``device`` (default: the best present), rebuilt from the checkpoint's
+    ``model_spec`` alone (:func:`layer3_framework.checkpoint.load_model`; no dataset, no
+    config): how later layers reuse a model trained here (e.g. as a FID feature extractor)."""
+    return checkpoint.load_model(Path(path), device=resolve_device(device))
 
 
 def _checkpoint_source(path: Path) -> Path:
-    """A checkpoint file, or the folder holding checkpoints (a run folder or its checkpoints/)."""
+    """What ``resume=`` names: a checkpoint file, or the folder holding checkpoints (a run
+    folder or its checkpoints/)."""
     if path.is_dir() and (path / "checkpoints").is_dir():
         return path / "checkpoints"
     if not path.exists():
-        raise FileNotFoundError(f"resume={path}: no such checkpoint file or run folder")
+        raise ConfigError(f"resume={path}: no such checkpoint file or run folder")
     return path
 
 
-@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+# ----------------------------------------------------------------------------- the command line
+
+
+class SweepRecord(Callback):
+    """A multirun's sweep folder as a run of its own (kind ``multirun``), parent of its trials.
+
+    Hydra calls this around a sweep (``hydra.callbacks`` in ``configs/train.yaml``): the sweep's
+    run opens before the first trial and ``$DLSTACK_PARENT_RUN_ID`` carries its id into each
+    trial's :func:`run`; it closes ``ok`` after the last trial, or ``failed`` naming the first
+    trial that failed.
+    """
+
+    def __init__(self) -> None:
+        self._opened: Any = None
+        self._failure: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._opened = open_run(
+            LAYER,
+            NAME,
+            preset="hydra",
+            seed=int(config.get("seed", 0)),
+            config={"overrides": list(config.hydra.overrides.task)},
+            run_dir=Path(config.hydra.sweep.dir),
+            parent_id=os.environ.get("DLSTACK_PARENT_RUN_ID") or None,
+            kind="multirun",
+        )
+        ctx = self._opened.__enter__()
+        os.environ["DLSTACK_PARENT_RUN_ID"] = ctx.run_id
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self._opened is None or self._failure is not None:
+            return
+        if getattr(job_return.status, "name", "") == "FAILED":
+            self._failure = f"trial {config.hydra.job.num} failed: {job_return._return_value}"
+            self._close(RuntimeError(self._failure))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._close(None)
+
+    def _close(self, error: BaseException | None) -> None:
+        if self._opened is None:
+            return
+        opened, self._opened = self._opened, None
+        if error is None:
+            opened.__exit__(None, None, None)
+        else:
+            opened.__exit__(type(error), error, None)
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    """Hydra's entry point; returns the test loss (what a sweeper would minimise)."""
-    metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    """Hydra's entry point; returns the test loss (what a sweeper would minimise).
+
+    A config, data or training error is one ``error: ...`` line on stderr (its traceback is in
+    the run's ``error.txt``) and exit status 2; in a sweep the trial fails and the sweep stops.
+    """
+    out = HydraConfig.get().runtime.output_dir
+    try:
+        metrics = run(cfg, Path(out))
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        raise SystemExit(2) from None
     print(
         f"step {metrics['step']}: test_accuracy={metrics['test_accuracy']:.4f} "
-        f"test_loss={metrics['test_loss']:.4f} -> {HydraConfig.get().runtime.output_dir}"
+        f"test_loss={metrics['test_loss']:.4f} -> {out}"
     )
     return float(metrics["test_loss"])
 

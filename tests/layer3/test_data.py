@@ -5,15 +5,17 @@ import numpy as np
 import pytest
 import torch
 
+from layer0_math.datasets import CIFAR10_CLASSES
 from layer3_framework import (
     CharDataset,
-    DataConfig,
+    CharText,
+    ImageData,
     ImageDataset,
     ImageTransform,
     ResumableSampler,
-    build_data,
     build_loader,
 )
+from layer3_framework.train import compose
 
 
 def _images(n=12, c=3, h=8, w=8, seed=0):
@@ -123,11 +125,22 @@ def test_char_dataset_targets_are_inputs_shifted_by_one():
         np.testing.assert_array_equal(t.numpy(), ids[5 * i + 1 : 5 * i + 6])
 
 
+def _cifar(**kw):
+    base = {"name": "cifar10", "shape": [3, 32, 32], "classes": list(CIFAR10_CLASSES)}
+    return ImageData(**{**base, "mean": [0.5] * 3, "std": [0.25] * 3, **kw})
+
+
 def test_bad_configs_are_clear_errors():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
-        DataConfig(name="imagenet")
+        _cifar(name="imagenet")
     with pytest.raises(ValueError, match="data source"):
-        DataConfig(source="web")
+        _cifar(source="web")
+    with pytest.raises(ValueError, match="data.n_train must be >= 1"):
+        _cifar(n_train=0)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        _cifar(shape=[32, 32])
+    with pytest.raises(RuntimeError, match="not set up"):
+        _cifar(source="synthetic").train_loader()
     with pytest.raises(ValueError, match="uint8"):
         ImageDataset(
             np.zeros((2, 3, 4, 4), np.float32),
@@ -136,21 +149,55 @@ def test_bad_configs_are_clear_errors():
         )
 
 
+def test_image_module_supplies_sizes_and_preprocessing():
+    data = _cifar(source="synthetic", n_train=20, n_test=10, crop_padding=4, flip=True)
+    bundle = data.setup(0)
+    assert data.setup(0) is bundle  # built once
+    assert (len(bundle.train), len(bundle.test)) == (20, 10)
+    assert bundle.train[0][0].shape == (3, 32, 32)
+    sizes = data.model_kwargs()
+    assert sizes == {"in_channels": 3, "image_size": 32, "in_features": 3072, "num_classes": 10}
+    assert set(sizes) == set(type(data).SIZES)
+    pre = data.preprocessing()
+    assert pre["classes"] == list(CIFAR10_CLASSES) and pre["mean"] == [0.5] * 3
+    data.batch_size = 8
+    x, y = next(iter(data.train_loader(0)))
+    assert x.shape == (8, 3, 32, 32) and y.shape == (8,)
+
+
+def test_the_configs_class_names_are_the_datasets():
+    """The class names a checkpoint carries come from the data config: they must be the
+    registry's (CIFAR-10's label order) and MNIST's digits."""
+    cifar = compose(["data=cifar10"]).data
+    assert list(cifar.classes) == list(CIFAR10_CLASSES)
+    assert list(compose(["data=mnist"]).data.classes) == [str(d) for d in range(10)]
+
+
+def test_text_module_vocabulary_is_the_texts_characters():
+    data = CharText(name="tiny_shakespeare", source="synthetic", seq_len=8, n_train=40, n_test=10)
+    bundle = data.setup(3)
+    ids = torch.cat([bundle.train[i][0] for i in range(len(bundle.train))])
+    chars = data.preprocessing()["chars"]
+    assert data.model_kwargs() == {"vocab_size": len(chars)} and chars == sorted(set(chars))
+    assert int(ids.max()) < len(chars) and len(bundle.train) == 40
+
+
 @pytest.mark.data
 def test_real_cifar10_and_mnist_subsets_are_normalised():
-    cfg = DataConfig(
-        name="cifar10",
-        mean=[0.4913, 0.4821, 0.4465],
-        std=[0.2452, 0.2428, 0.2606],
-        n_train=2000,
-        n_test=500,
-    )
-    data = build_data(cfg, seed=0)
+    stats = {"mean": [0.4913, 0.4821, 0.4465], "std": [0.2452, 0.2428, 0.2606]}
+    data = _cifar(**stats, n_train=2000, n_test=500).setup(0)
     x = torch.stack([data.train[i][0] for i in range(len(data.train))])
-    assert x.shape == (2000, 3, 32, 32) and data.in_shape == (3, 32, 32)
+    assert x.shape == (2000, 3, 32, 32)
     assert x.mean(dim=(0, 2, 3)).abs().max() < 0.05
     assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
     labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
     assert len(labels.unique()) == 10  # the class-sorted test split was subsampled at random
-    mnist = build_data(DataConfig(name="mnist", mean=[0.1307], std=[0.3081], n_train=100), 0)
+    mnist = ImageData(
+        name="mnist",
+        shape=[1, 28, 28],
+        classes=list("0123456789"),
+        mean=[0.1307],
+        std=[0.3081],
+        n_train=100,
+    ).setup(0)
     assert mnist.train[0][0].shape == (1, 28, 28) and len(mnist.test) == 10000
