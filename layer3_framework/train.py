@@ -53,7 +53,7 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -318,6 +318,10 @@ def _checkpoint_source(path: Path) -> Path:
 # ----------------------------------------------------------------------------- the command line
 
 
+class TrialFailed(CompactHydraException):
+    """A sweep trial's error, which Hydra prints as its one line (no traceback) and stops on."""
+
+
 class SweepRecord(Callback):
     """A multirun's sweep folder as a run of its own (kind ``multirun``), parent of its trials.
 
@@ -349,7 +353,8 @@ class SweepRecord(Callback):
         if self._opened is None or self._failure is not None:
             return
         if getattr(job_return.status, "name", "") == "FAILED":
-            self._failure = f"trial {config.hydra.job.num} failed: {job_return._return_value}"
+            error = str(job_return._return_value).removeprefix("error: ")
+            self._failure = f"trial {config.hydra.job.num} failed: {error}"
             self._close(RuntimeError(self._failure))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -376,9 +381,9 @@ def main(cfg: DictConfig) -> float:
     try:
         metrics = run(cfg, Path(out))
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+            raise TrialFailed(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(
         f"step {metrics['step']}: test_accuracy={metrics['test_accuracy']:.4f} "

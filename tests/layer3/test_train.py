@@ -111,7 +111,13 @@ def test_a_run_is_recorded_ok_then_failed_with_its_error(tmp_path):
 
 LOAD = """
 import json, sys, torch
+from layer3_framework import data
 from layer3_framework.train import load_model
+
+def refuse(*args, **kwargs):
+    raise AssertionError("load_model built a dataset")
+
+data.DataModule.setup = refuse
 model = load_model(sys.argv[1], device="cpu")
 x = torch.load(sys.argv[2], weights_only=True)
 with torch.no_grad():
@@ -189,6 +195,7 @@ def test_command_line_run_and_multirun_sweep_with_parent_ids(tmp_path):
     small = [o for o in TINY if not o.startswith("logger")]
     single = _cli(["model=cnn", "data=cifar10", *small], tmp_path / "single")
     sweep = _cli(["-m", "optim.lr=0.01,0.1", *small, "logger=jsonl"], tmp_path / "sweep")
+    broken = _cli(["-m", *small, "logger=jsonl", "trainer.max_steps=3,abc"], tmp_path / "broken")
     code, err = _done(single)
     assert code == 0, err[-2000:]
     runs = list((tmp_path / "single/layer3_framework/train").glob("2*/metrics.json"))
@@ -204,6 +211,12 @@ def test_command_line_run_and_multirun_sweep_with_parent_ids(tmp_path):
     assert sorted(t["config"]["optim"]["lr"] for t in trials) == [0.01, 0.1]
     assert all(t["parent_id"] == parent["run_id"] and t["status"] == "ok" for t in trials)
     assert len({t["run_id"] for t in trials} | {parent["run_id"]}) == 3
+    code, err = _done(broken)  # a bad trial: one error line, the sweep's record says which
+    assert code != 0 and "Traceback" not in err and "error: trainer.max_steps='abc'" in err
+    (folder,) = (tmp_path / "broken/layer3_framework/train").glob("multirun-*")
+    parent = json.loads((folder / "manifest.json").read_text())
+    assert parent["status"] == "failed" and parent["error"].startswith("RuntimeError: trial 1")
+    assert json.loads((folder / "0/manifest.json").read_text())["parent_id"] == parent["run_id"]
 
 
 @pytest.mark.slow
