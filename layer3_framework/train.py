@@ -327,9 +327,12 @@ class SweepRecord(Callback):
 
     Hydra calls this around a sweep (``hydra.callbacks`` in ``configs/train.yaml``): the sweep's
     run opens before the first trial and ``$DLSTACK_PARENT_RUN_ID`` carries its id into each
-    trial's :func:`run`; it closes ``ok`` after the last trial, or ``failed`` naming the first
-    trial that failed.
+    trial's :func:`run`; it closes ``ok`` after the last trial, ``failed`` naming the first
+    trial that failed, or ``interrupted`` when Ctrl-C or SIGTERM stops a trial (:func:`main`
+    tells the sweep that is :attr:`active`).
     """
+
+    active: SweepRecord | None = None  # the sweep this process is running, if any
 
     def __init__(self) -> None:
         self._opened: Any = None
@@ -348,6 +351,7 @@ class SweepRecord(Callback):
         )
         ctx = self._opened.__enter__()
         os.environ["DLSTACK_PARENT_RUN_ID"] = ctx.run_id
+        SweepRecord.active = self
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if self._opened is None or self._failure is not None:
@@ -360,10 +364,15 @@ class SweepRecord(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._close(None)
 
+    def interrupted(self, exc: KeyboardInterrupt) -> None:
+        """A trial was stopped by Ctrl-C or SIGTERM: so is the sweep."""
+        self._close(exc)
+
     def _close(self, error: BaseException | None) -> None:
         if self._opened is None:
             return
         opened, self._opened = self._opened, None
+        SweepRecord.active = None
         if error is None:
             opened.__exit__(None, None, None)
         else:
@@ -380,6 +389,10 @@ def main(cfg: DictConfig) -> float:
     out = HydraConfig.get().runtime.output_dir
     try:
         metrics = run(cfg, Path(out))
+    except KeyboardInterrupt as exc:  # the trial's run is recorded; the sweep's must be too
+        if SweepRecord.active is not None:
+            SweepRecord.active.interrupted(exc)
+        raise
     except USER_ERRORS as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise TrialFailed(f"error: {exc}") from None
@@ -393,4 +406,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module's main, not this __main__ copy: Hydra instantiates the callback
+    # from layer3_framework.train, and both must see the same SweepRecord.active
+    from layer3_framework.train import main as entry
+
+    entry()

@@ -220,19 +220,31 @@ def test_command_line_run_and_multirun_sweep_with_parent_ids(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_records_the_hydra_run_as_interrupted(tmp_path):
-    proc = _cli([*TINY, "trainer.max_steps=1000000", "trainer.log_every=1000"], tmp_path)
-    manifests = tmp_path / "layer3_framework/train"
-    deadline = time.time() + 120
-    while not list(manifests.glob("2*/manifest.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # into the training loop
-    proc.send_signal(signal.SIGTERM)
-    code, err = _done(proc)
-    (man,) = manifests.glob("2*/manifest.json")
-    record = json.loads(man.read_text())
-    assert code != 0 and record["status"] == "interrupted", (record["status"], err[-2000:])
-    assert not (manifests / "latest").exists()
+def test_sigterm_records_the_hydra_run_and_its_sweep_as_interrupted(tmp_path):
+    endless = [*TINY, "trainer.log_every=1000", "optim.scheduler=null"]
+    procs = {
+        "single": _cli([*endless, "trainer.max_steps=1000000"], tmp_path / "single"),
+        "sweep": _cli(["-m", *endless, "trainer.max_steps=1000000,5"], tmp_path / "sweep"),
+    }
+    for name, proc in procs.items():
+        runs = tmp_path / name / "layer3_framework/train"
+        deadline = time.time() + 120
+        while not list(runs.glob("**/[0-9]*/manifest.json")) and time.time() < deadline:
+            time.sleep(0.2)
+    time.sleep(1.0)  # into the training loops
+    for proc in procs.values():
+        proc.send_signal(signal.SIGTERM)
+    for name, proc in procs.items():
+        code, err = _done(proc)
+        runs = tmp_path / name / "layer3_framework/train"
+        records = {
+            str(p.parent.relative_to(runs)): json.loads(p.read_text())["status"]
+            for p in runs.glob("**/manifest.json")
+            if "latest" not in p.parts
+        }
+        assert code != 0 and set(records.values()) == {"interrupted"}, (records, err[-2000:])
+        assert len(records) == (1 if name == "single" else 2)  # the sweep and its first trial
+        assert not (runs / "latest").exists()
 
 
 @pytest.mark.slow
