@@ -226,7 +226,7 @@ def test_sigterm_records_the_hydra_run_and_its_sweep_as_interrupted(tmp_path):
         "single": _cli([*endless, "trainer.max_steps=1000000"], tmp_path / "single"),
         "sweep": _cli(["-m", *endless, "trainer.max_steps=1000000,5"], tmp_path / "sweep"),
     }
-    for name, proc in procs.items():
+    for name in procs:
         runs = tmp_path / name / "layer3_framework/train"
         deadline = time.time() + 120
         while not list(runs.glob("**/[0-9]*/manifest.json")) and time.time() < deadline:
