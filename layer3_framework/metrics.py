@@ -1,7 +1,8 @@
 """Evaluation metrics, from scratch (checked against scikit-learn and scipy in the tests).
 
 **Classification.** With the confusion matrix ``M[t, p]`` = number of samples of true class t
-predicted as p, per class c: ``TP_c = M[c, c]``, ``FP_c = Σ_t M[t, c] − TP_c``,
+predicted as p (``accuracy`` and ``confusion_matrix`` are layer 0's, re-exported here), per
+class c: ``TP_c = M[c, c]``, ``FP_c = Σ_t M[t, c] − TP_c``,
 ``FN_c = Σ_p M[c, p] − TP_c``, and
 
     precision_c = TP_c / (TP_c + FP_c),  recall_c = TP_c / (TP_c + FN_c),
@@ -44,36 +45,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from layer0_math.classification import accuracy, confusion_matrix
+
+__all__ = [
+    "ClassifierFeatures",
+    "accuracy",
+    "confusion_matrix",
+    "feature_distances",
+    "fid",
+    "kid",
+    "mmd2_unbiased",
+    "perplexity",
+    "precision_recall_f1",
+]
+
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]  # images (N, ...) -> features (N, d)
 AVERAGES = ("macro", "micro", None)
-
-
-def _labels(y: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-D integer array, got {y.dtype} {y.shape}")
-    return y
-
-
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Fraction of predictions equal to the labels."""
-    t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
-    if t.shape != p.shape or t.size == 0:
-        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} must have the same non-zero size")
-    return float((t == p).mean())
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """``M[t, p]`` counts of true class t predicted as p, (num_classes, num_classes) int64."""
-    t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
-    if t.shape != p.shape:
-        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
-    for name, y in (("y_true", t), ("y_pred", p)):
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name} has labels outside [0, {num_classes})")
-    return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    )
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -30,8 +30,20 @@ from torch import nn
 
 import layer1_autograd as l1
 import layer2_primitives as l2
+from layer1_autograd.nn import ACTIVATIONS as SCRATCH_ACTIVATIONS
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+# The activation names are layer 1's (one registry); here each gets its torch module. A name layer 1
+# adds without an entry here fails at import, not when a model asks for it.
+_TORCH_ACTIVATION = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    name: _TORCH_ACTIVATION[name] for name in SCRATCH_ACTIVATIONS
+}
 
 
 class MLP(nn.Module):
@@ -44,7 +56,7 @@ class MLP(nn.Module):
         super().__init__()
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least an input and an output size, got {list(sizes)}")
-        if activation not in ACTIVATIONS and activation != "identity":
+        if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}"
             )
@@ -52,7 +64,7 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(
             nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.act = ACTIVATIONS[activation]() if activation in ACTIVATIONS else nn.Identity()
+        self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1)  # (B, D)
@@ -248,10 +260,6 @@ def _ce_torch(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
 
-def _mse_scratch(out: l1.Tensor, y: np.ndarray) -> l1.Tensor:
-    return ((out - l1.Tensor(y)) ** 2).mean()
-
-
 def _mse_torch(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out - y).square().mean()
 
@@ -310,7 +318,7 @@ def port_cases(seed: int = 0, n_batches: int = 10) -> list[PortCase]:
             attn_batches,
             lambda m, x: m(l1.Tensor(x), is_causal=True),
             lambda m, x: m(x, is_causal=True),
-            _mse_scratch,
+            l1.F.mse_loss,
             _mse_torch,
         ),
     ]

@@ -127,3 +127,9 @@ def test_feature_distances_with_a_pluggable_extractor():
     assert abs(same["fid"]) < 1e-6 and far["fid"] > 0.1 and far["kid"] > same["kid"]
     fa, fb = extractor(a).double().numpy(), extractor(b).double().numpy()
     assert far["fid"] == pytest.approx(_fid_reference(fa, fb), rel=1e-6)
+
+
+def test_classification_counts_are_layer0s_one_copy():
+    import layer0_math.classification as l0
+
+    assert accuracy is l0.accuracy and confusion_matrix is l0.confusion_matrix

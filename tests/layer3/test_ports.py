@@ -9,7 +9,14 @@ import layer1_autograd as l1
 import layer2_primitives as l2
 from layer0_math.lab import run_deliverable
 from layer3_framework import deliverables
-from layer3_framework.ports import compare_outputs_and_grads, port, port_cases, twin_of
+from layer3_framework.ports import (
+    ACTIVATIONS,
+    MLP,
+    compare_outputs_and_grads,
+    port,
+    port_cases,
+    twin_of,
+)
 
 
 @pytest.mark.parametrize("case", port_cases(seed=1, n_batches=1), ids=lambda c: c.name)
@@ -33,6 +40,19 @@ def test_port_keeps_the_dtype_and_rejects_what_it_cannot_port():
     assert port(l1.MLP([3, 2], rng=rng, dtype=np.float32)).layers[0].weight.dtype == torch.float32
     with pytest.raises(TypeError, match="no PyTorch twin for Embedding"):
         twin_of(l2.Embedding(4, 2, rng=rng))
+
+
+@pytest.mark.parametrize("activation", list(l1.nn.ACTIVATIONS))
+def test_every_layer1_activation_has_a_twin_that_computes_it(activation):
+    """The torch activations are layer 1's names, each computing what layer 1's does."""
+    assert list(ACTIVATIONS) == list(l1.nn.ACTIVATIONS)
+    rng = np.random.default_rng(0)
+    scratch = l1.MLP([4, 6, 3], activation, rng=rng, dtype=np.float64)
+    x = 3 * rng.normal(size=(5, 4))  # wide enough to reach every activation's curved part
+    got = port(scratch)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, scratch(l1.Tensor(x)).data, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="'swish'.*expected one of"):
+        MLP([4, 3], "swish")
 
 
 @pytest.mark.slow
