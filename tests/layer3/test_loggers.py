@@ -111,3 +111,23 @@ def test_logger_close_refuses_an_unknown_status(tmp_path):
     log = JsonlLogger(tmp_path / "a.jsonl")
     with pytest.raises(ValueError, match="'done'"):
         log.close("done")
+
+
+@pytest.mark.slow
+def test_the_pipeline_logs_to_mlflow_when_the_config_says_so(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from layer3_framework.train import compose, run
+
+    overrides = ["experiment=cifar10_cnn", "data.source=synthetic", "data.n_train=64"]
+    overrides += ["data.n_test=32", "data.batch_size=16", "trainer.max_steps=3", "logger=mlflow"]
+    metrics = run(compose(overrides), tmp_path / "run", progress=False)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    (got,) = client.search_runs([client.get_experiment_by_name("dlstack").experiment_id])
+    assert got.info.status == "FINISHED"
+    assert got.data.params["trainer.max_steps"] == "3" and got.data.params["seed"] == "0"
+    losses = [
+        r["train/loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "train/loss" in r
+    ]
+    history = client.get_metric_history(got.info.run_id, "train/loss")
+    assert [m.value for m in history] == losses and metrics["step"] == 3
