@@ -161,8 +161,9 @@ class _Sums:
         self.counts: dict[str, Any] = {}
 
     def add(self, name: str, value: torch.Tensor, count: Any = 1) -> None:
-        if name not in self.sums:
-            self.sums[name] = torch.zeros((), device=self.device, dtype=self.dtype)
+        if name not in self.sums:  # float32 sums (float64 for float64 values, or if asked)
+            dtype = torch.promote_types(self.dtype, value.dtype)
+            self.sums[name] = torch.zeros((), device=self.device, dtype=dtype)
             self.counts[name] = 0
         self.sums[name] += value.detach()
         self.counts[name] = self.counts[name] + count

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 import layer3_framework
-from layer3_framework import latest_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from layer3_framework import (
+    EMA,
+    Trainer,
+    TrainerConfig,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from layer3_framework.checkpoint import checkpoint_path, prune_checkpoints
 
 
@@ -96,3 +105,58 @@ def test_package_never_unpickles():
         for call in re.findall(r"torch\.load\([^)]*\)", src.read_text()):
             assert "weights_only=True" in call, f"{src.name}: {call}"
         assert not re.search(r"import pickle|pickle\.load", src.read_text()), src.name
+
+
+def _spec_run(tmp_path, tiny_cnn, hooks_fn=lambda task: []):
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    spec = {
+        "target": "layer3_framework.ports.CifarCNN",
+        "kwargs": {"in_channels": 3, "widths": [4, 8], "num_classes": 4, "image_size": 8},
+        "preprocessing": {"mean": [0.5] * 3, "std": [0.25] * 3, "classes": list("abcd")},
+    }
+    batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))) for _ in range(3)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg = TrainerConfig(max_steps=3, progress=False)
+    tr = Trainer(model, opt, batches, cfg, ckpt_dir=tmp_path / "checkpoints", model_spec=spec)
+    tr.hooks = hooks_fn(tr.task)
+    tr.fit()
+    return tr, spec
+
+
+def test_load_model_rebuilds_from_the_checkpoint_alone(tmp_path, tiny_cnn, monkeypatch):
+    tr, spec = _spec_run(tmp_path, tiny_cnn)
+    monkeypatch.delenv("DLSTACK_DATA", raising=False)
+    monkeypatch.setenv("DLSTACK_OFFLINE", "1")
+    loaded = load_model(tmp_path)  # the run folder: its newest checkpoint
+    assert not loaded.training and loaded.dlstack_spec["preprocessing"] == spec["preprocessing"]
+    assert loaded.dlstack_spec["target"] == spec["target"]
+    x = torch.randn(5, 3, 8, 8)
+    tr.model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), tr.model(x))
+
+
+def test_load_model_can_take_the_ema_weights(tmp_path, tiny_cnn):
+    tr, _ = _spec_run(tmp_path, tiny_cnn, lambda task: [EMA(task, decay=0.5)])
+    loaded = load_model(tmp_path / "checkpoints", weights="ema")
+    shadow = tr.hooks[0].shadow
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, shadow[f"model.{k}"]), k
+
+
+@pytest.mark.parametrize("target", ["os.system", "subprocess.Popen", "CifarCNN", "torchx.Foo"])
+def test_a_spec_outside_the_layers_and_torch_is_refused(tmp_path, target):
+    with pytest.raises(ValueError, match="not a class inside a dlstack layer package"):
+        save_checkpoint(
+            tmp_path / "s.safetensors",
+            model=torch.nn.Linear(1, 1),
+            step=0,
+            model_spec={"target": target},
+        )
+
+
+def test_a_checkpoint_without_spec_says_so(tmp_path):
+    path = save_checkpoint(tmp_path / "n.safetensors", model=torch.nn.Linear(1, 1), step=0)
+    with pytest.raises(ValueError, match="no model_spec"):
+        load_model(path)
