@@ -259,8 +259,8 @@ def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
     task = _instantiate(plan.config["task"], "task")(model)
     optimizer, scheduler = build_optimizer(plan.config["optim"], task)
     name = plan.config.get("name") or f"{type(model).__name__.lower()}-{data.name}"
-    logger = build_logger(plan.logger, ctx.out_dir, name=name, config=ctx.config)
-    try:
+    # the logger closes with the run's status (ok, failed, interrupted), as the manifest does
+    with build_logger(plan.logger, ctx.out_dir, name=name, config=ctx.config) as logger:
         trainer = Trainer(
             task,
             optimizer,
@@ -277,8 +277,6 @@ def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
         if plan.config.get("resume"):
             trainer.resume(_checkpoint_source(Path(plan.config["resume"])))
         history = trainer.fit()
-    finally:
-        logger.close()
     return _metrics(trainer, history, data)
 
 
