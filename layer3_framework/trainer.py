@@ -134,6 +134,8 @@ def move_to(batch: Any, device: torch.device) -> Any:
         return batch.to(device, non_blocking=device.type == "cuda")
     if isinstance(batch, Mapping):
         return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(move_to(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
     return batch
