@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from layer1_autograd.tensor import Tensor, concatenate, stack
+from layer1_autograd.tensor import Tensor, concatenate, stack, unbroadcast
 
 __all__ = [
     "linear",
@@ -47,6 +47,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input of shape {x.shape} does not match weight of shape {weight.shape} "
             f"(expected input (..., {weight.shape[1] if weight.ndim == 2 else '?'}))"
         )
+    if bias is not None and bias.shape not in ((weight.shape[0],), (1,), ()):
+        raise ValueError(
+            f"linear: bias of shape {bias.shape} does not broadcast to the output features "
+            f"({weight.shape[0]},); expected ({weight.shape[0]},), (1,) or ()"
+        )
     w = weight.data
     out = x.data @ w.T  # (..., out)
     if bias is not None:
@@ -60,7 +65,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             g2.T @ x.data.reshape(-1, w.shape[1]) if weight.requires_grad else None,  # (out, in)
         ]
         if bias is not None:
-            grads.append(g2.sum(axis=0) if bias.requires_grad else None)  # (out,)
+            # A (1,) or () bias was broadcast over the features too: sum those copies as well.
+            grads.append(unbroadcast(g2.sum(axis=0), bias.shape) if bias.requires_grad else None)
         return grads
 
     return Tensor.from_op(out, parents, backward, "linear")

@@ -55,7 +55,7 @@ __all__ = [
     "unbroadcast",
 ]
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _GRAD_ENABLED = True
 
 Axis = int | tuple[int, ...] | None
@@ -84,28 +84,18 @@ def no_grad() -> Iterator[None]:
 
 
 def _as_float_array(data: Any, dtype: Any = None) -> np.ndarray:
-    """Convert ``data`` to a float32/float64 ndarray, without copying a float array."""
+    """Convert ``data`` to a float16/32/64 ndarray, without copying a float array."""
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
-        dt = np.dtype(dtype)
-        if dt not in _FLOAT_DTYPES:
-            raise TypeError(f"Tensor dtype must be float32 or float64, got {dt}")
-        if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
-            raise TypeError(f"Tensor data must be numeric, got an array of dtype {data.dtype}")
-        try:
-            return np.asarray(data, dtype=dt)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"Tensor data must be numeric, got {type(data).__name__}: {exc}"
-            ) from None
+        return _as_dtype(data, np.dtype(dtype))
     if isinstance(data, np.ndarray):
         if data.dtype in _FLOAT_DTYPES:
             return data
-        if data.dtype.kind in "biu" or data.dtype == np.float16:
+        if data.dtype.kind in "biu":
             return data.astype(np.float64)
         raise TypeError(
-            f"Tensor data must be a float32/float64 (or integer/bool) array, got dtype {data.dtype}"
+            f"Tensor data must be a float16/32/64 (or integer/bool) array, got dtype {data.dtype}"
         )
     if isinstance(data, bool | Number) and not isinstance(data, complex):
         return np.asarray(data, dtype=np.float64)
@@ -118,6 +108,29 @@ def _as_float_array(data: Any, dtype: Any = None) -> np.ndarray:
             raise TypeError(f"Tensor data must be numeric, got a list of {arr.dtype} values")
         return arr.astype(np.float64, copy=False)
     raise TypeError(f"Tensor data must be a number, list or numpy array, got {type(data).__name__}")
+
+
+def _as_dtype(data: Any, dt: np.dtype) -> np.ndarray:
+    """``data`` as an array of the float dtype ``dt`` (the ``dtype=`` argument of Tensor)."""
+    if dt not in _FLOAT_DTYPES:
+        raise TypeError(f"Tensor dtype must be float16, float32 or float64, got {dt}")
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
+        raise TypeError(f"Tensor data must be numeric, got an array of dtype {data.dtype}")
+    try:
+        return np.asarray(data, dtype=dt)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Tensor data must be numeric, got {type(data).__name__}: {exc}") from None
+
+
+def _elementwise(op: str, fn: Callable, a: Tensor, b: Tensor) -> np.ndarray:
+    """``fn(a.data, b.data)``; shapes that do not broadcast are named with the op."""
+    try:
+        return fn(a.data, b.data)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {a.shape} and {b.shape} do not broadcast (aligned from the right, "
+            "each pair of sizes must be equal or one of them 1)"
+        ) from None
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -164,7 +177,7 @@ def _expand_reduced(
 class Tensor:
     """An n-dimensional float array that remembers how it was computed.
 
-    ``Tensor(data, requires_grad=False, dtype=None)``: float32/float64 numpy arrays keep their
+    ``Tensor(data, requires_grad=False, dtype=None)``: float16/32/64 numpy arrays keep their
     dtype (and are not copied); Python numbers, lists and integer arrays become float64 unless
     ``dtype`` is given. ``.grad`` is None or an ndarray of the tensor's shape and dtype.
     """
@@ -277,10 +290,10 @@ class Tensor:
         return Tensor(self.data)
 
     def astype(self, dtype: Any) -> Tensor:
-        """Cast to float32/float64; the gradient is cast back."""
+        """Cast to float16/32/64; the gradient is cast back."""
         dt = np.dtype(dtype)
         if dt not in _FLOAT_DTYPES:
-            raise TypeError(f"astype: dtype must be float32 or float64, got {dt}")
+            raise TypeError(f"astype: dtype must be float16, float32 or float64, got {dt}")
         if dt == self.data.dtype:
             return self
         src = self.data.dtype
@@ -365,7 +378,7 @@ class Tensor:
         b = self._coerce(other, "add")
         a_shape, b_shape = self.shape, b.shape
         return Tensor.from_op(
-            self.data + b.data,
+            _elementwise("add", np.add, self, b),
             (self, b),
             lambda g: (unbroadcast(g, a_shape), unbroadcast(g, b_shape)),
             "add",
@@ -377,7 +390,7 @@ class Tensor:
         b = self._coerce(other, "sub")
         a_shape, b_shape = self.shape, b.shape
         return Tensor.from_op(
-            self.data - b.data,
+            _elementwise("sub", np.subtract, self, b),
             (self, b),
             lambda g: (
                 unbroadcast(g, a_shape),
@@ -401,14 +414,14 @@ class Tensor:
             gb = unbroadcast(g * a.data, b.shape) if b.requires_grad else None
             return ga, gb
 
-        return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
+        return Tensor.from_op(_elementwise("mul", np.multiply, a, b), (a, b), backward, "mul")
 
     __rmul__ = __mul__
 
     def __truediv__(self, other: Any) -> Tensor:
         b = self._coerce(other, "div")
         a = self
-        out = a.data / b.data
+        out = _elementwise("div", np.divide, a, b)
 
         def backward(g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
             ga = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
@@ -430,15 +443,19 @@ class Tensor:
                 return Tensor.from_op(out, (a,), lambda g: (np.zeros_like(a.data),), "pow")
             return Tensor.from_op(out, (a,), lambda g: (g * (p * a.data ** (p - 1)),), "pow")
         b = self._coerce(exponent, "pow")
-        out = a.data**b.data
+        out = _elementwise("pow", np.power, a, b)
 
         def backward(g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-            ga = (
-                unbroadcast(g * b.data * a.data ** (b.data - 1), a.shape)
-                if a.requires_grad
-                else None
-            )
-            gb = unbroadcast(g * out * np.log(a.data), b.shape) if b.requires_grad else None
+            # torch's conventions where the formulas give 0·inf: ∂/∂a = 0 where b = 0, and
+            # ∂/∂b = 0 where a = 0 and b >= 0 (aᵇ is flat there: 0 for b > 0, 1 for b = 0).
+            ga = gb = None
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if a.requires_grad:
+                    da = np.where(b.data == 0, 0, b.data * a.data ** (b.data - 1))
+                    ga = unbroadcast(g * da.astype(a.dtype, copy=False), a.shape)
+                if b.requires_grad:
+                    db = np.where((a.data == 0) & (b.data >= 0), 0, out * np.log(a.data))
+                    gb = unbroadcast(g * db.astype(b.dtype, copy=False), b.shape)
             return ga, gb
 
         return Tensor.from_op(out, (a, b), backward, "pow")
@@ -562,13 +579,16 @@ class Tensor:
         return self.transpose()
 
     def __getitem__(self, index: Any) -> Tensor:
-        if isinstance(index, Tensor):
-            index = index.data.astype(np.int64)
-        elif isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index):
-            index = tuple(i.data.astype(np.int64) if isinstance(i, Tensor) else i for i in index)
+        items = index if isinstance(index, tuple) else (index,)
+        for item in items:
+            if isinstance(item, Tensor):
+                # A Tensor holds floats, and torch refuses float indices rather than truncate.
+                raise IndexError(
+                    f"cannot index with a {item.dtype} Tensor (torch refuses float indices too); "
+                    "index with an integer or boolean numpy array"
+                )
         shape, dtype = self.shape, self.dtype
         out = self.data[index]
-        items = index if isinstance(index, tuple) else (index,)
         advanced = any(isinstance(i, np.ndarray | list) for i in items)
 
         def backward(g: np.ndarray) -> tuple[np.ndarray]:
@@ -597,7 +617,7 @@ class Tensor:
     def sigmoid(self) -> Tensor:
         # σ(x) = 1/(1 + e^{-x}) evaluated as e^{x}/(1 + e^{x}) for x < 0 (scipy's expit): no
         # overflow, and full relative precision in the tails (σ(-40) ≈ 4e-18, not 0).
-        out = expit(self.data)
+        out = expit(self.data).astype(self.dtype, copy=False)  # scipy computes float16 in 64
         return Tensor.from_op(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
 
     def relu(self) -> Tensor:
@@ -609,7 +629,7 @@ class Tensor:
         x = self.data
         if approximate == "none":
             # Python-float constants (math, not np.sqrt) keep float32 inputs float32.
-            cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+            cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))).astype(x.dtype, copy=False))
             pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
             return Tensor.from_op(x * cdf, (self,), lambda g: (g * (cdf + x * pdf),), "gelu")
         if approximate == "tanh":
@@ -627,13 +647,19 @@ class Tensor:
 
     # ------------------------------------------------------------ normalising along an axis
     def logsumexp(self, axis: Axis = -1, keepdims: bool = False) -> Tensor:
-        """log ∑ exp(x) over ``axis``, computed as m + log ∑ exp(x - m) with m = max."""
+        """log ∑ exp(x) over ``axis``, computed as m + log ∑ exp(x - m) with m = max.
+
+        A slice that is all −inf has no mass: its value is −inf (as torch) and its gradient 0
+        (torch's is NaN there), so a fully masked row does not poison the rest of a graph.
+        """
         shape = self.shape
         axes = _normalize_axes(axis, self.ndim)
         m = self.data.max(axis=axes, keepdims=True)
+        m = np.where(np.isneginf(m), 0, m)  # all −inf: shift by 0, not by −inf (−inf − −inf)
         e = np.exp(self.data - m)
         s = e.sum(axis=axes, keepdims=True)
-        out_keep = m + np.log(s)
+        with np.errstate(divide="ignore"):
+            out_keep = m + np.log(s)
         out = (
             out_keep
             if keepdims
@@ -642,7 +668,7 @@ class Tensor:
 
         def backward(g: np.ndarray) -> tuple[np.ndarray]:
             g_keep = g if keepdims or not axes else np.expand_dims(g, axes)
-            return (g_keep * (e / s),)  # d lse / dx = softmax(x)
+            return (g_keep * (e / np.where(s > 0, s, 1)),)  # d lse / dx = softmax(x)
 
         return Tensor.from_op(out, (self,), backward, "logsumexp")
 

@@ -236,10 +236,15 @@ class Value:
     def backward(self) -> None:
         """Accumulate ∂self/∂v into ``v.grad`` for every node v of the graph.
 
-        Gradients add up across calls (zero the parameters' ``grad`` between steps).
+        Leaves (inputs, parameters) add up their gradients across calls, as in PyTorch: zero
+        them between steps. Intermediate nodes start from zero on every call, or a second
+        ``backward`` would push their stale gradient from the first one down again.
         """
         order = self.topological_order()
-        self.grad = 1.0
+        for node in order:
+            if node._backward is not None:
+                node.grad = 0.0
+        self.grad += 1.0
         for node in reversed(order):
             if node._backward is not None:
                 node._backward(node)

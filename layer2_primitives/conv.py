@@ -85,18 +85,46 @@ def fold_patches(
     return out
 
 
-def pad2d(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
-    """Pad the last two axes of (A, B, H, W) by (p_h, p_w) on both sides with `value`."""
-    if padding == (0, 0):
+Sides = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
+
+
+def _sides(padding: tuple[int, int] | Sides) -> Sides:
+    """(p_h, p_w) -> ((p_h, p_h), (p_w, p_w)); per-side padding is returned as it is."""
+    return tuple((p, p) if isinstance(p, int | np.integer) else tuple(p) for p in padding)
+
+
+def pad2d(x: np.ndarray, padding: tuple[int, int] | Sides, value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes of (A, B, H, W) by (p_h, p_w) on both sides (or per side)."""
+    (top, bottom), (left, right) = _sides(padding)
+    if top == bottom == left == right == 0:
         return x
-    ph, pw = padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
-def crop2d(x_pad: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
-    """Inverse of `pad2d`: drop (p_h, p_w) from both sides of the last two axes."""
-    ph, pw = padding
-    return x_pad[:, :, ph : x_pad.shape[2] - ph, pw : x_pad.shape[3] - pw]
+def crop2d(x_pad: np.ndarray, padding: tuple[int, int] | Sides) -> np.ndarray:
+    """Inverse of `pad2d`: drop the padding from the last two axes."""
+    (top, bottom), (left, right) = _sides(padding)
+    return x_pad[:, :, top : x_pad.shape[2] - bottom, left : x_pad.shape[3] - right]
+
+
+def conv_padding(
+    padding: str | int | Sequence[int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> Sides:
+    """Per-side padding for an int, a pair, 'valid' (none) or 'same' (output size = input size).
+
+    'same' pads k - 1 in all, the extra one of an even kernel on the bottom/right (as torch), and
+    exists only for stride 1: with a larger stride no padding keeps the size.
+    """
+    if not isinstance(padding, str):
+        return _sides(pair(padding, "padding"))
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"padding='same' needs stride 1 (as torch), got stride {stride}")
+    (top, bottom), (left, right) = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel]
+    return (top, bottom), (left, right)
 
 
 def conv2d(
@@ -104,22 +132,23 @@ def conv2d(
     weight: Tensor,
     bias: Tensor | None = None,
     stride: int | Sequence[int] = 1,
-    padding: int | Sequence[int] = 0,
+    padding: str | int | Sequence[int] = 0,
     groups: int = 1,
 ) -> Tensor:
     """y = conv2d(x, weight) + bias, as `torch.nn.functional.conv2d` (no dilation).
 
     x (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,)
-    -> y (N, C_out, H_out, W_out).
+    -> y (N, C_out, H_out, W_out). ``padding`` is an int, a pair, 'valid' or 'same'.
     """
     check_tensor(x, "conv2d input", 4)
     check_tensor(weight, "conv2d weight", 4)
     if bias is not None:
         check_tensor(bias, "conv2d bias", 1)
     check_dtypes(x, weight, bias)
-    stride, padding = pair(stride, "stride"), pair(padding, "padding")
     n, c_in, h, w = x.shape
     c_out, c_per_group, kh, kw = weight.shape
+    stride = pair(stride, "stride")
+    padding = conv_padding(padding, (kh, kw), stride)
     if groups < 1 or c_out % groups:
         raise ValueError(f"groups={groups} must be >= 1 and divide out_channels={c_out}")
     if c_per_group * groups != c_in:
@@ -129,7 +158,8 @@ def conv2d(
         )
     if bias is not None and bias.shape != (c_out,):
         raise ValueError(f"bias shape {bias.shape} does not match out_channels={c_out}")
-    ho, wo = conv_output_size((h, w), (kh, kw), stride, padding)
+    (top, bottom), (left, right) = padding
+    ho, wo = conv_output_size((h + top + bottom, w + left + right), (kh, kw), stride, (0, 0))
     g, k, m = groups, c_per_group * kh * kw, n * ho * wo
 
     # Work channel-major: the patch matrix is (G, K, N*H_out*W_out) so that each group's product
@@ -175,7 +205,7 @@ class Conv2d(Module):
         out_channels: int,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
+        padding: str | int | Sequence[int] = 0,
         groups: int = 1,
         bias: bool = True,
         *,
@@ -189,7 +219,9 @@ class Conv2d(Module):
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.stride = pair(stride, "stride")
+        conv_padding(padding, self.kernel_size, self.stride)  # refuse bad padding now, not later
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / np.sqrt(fan_in)
         shape = (out_channels, in_channels // groups, *self.kernel_size)

@@ -22,7 +22,9 @@ Batch norm in training mode also keeps running statistics for evaluation, as tor
     running_mean <- (1 - momentum) * running_mean + momentum * mu
     running_var  <- (1 - momentum) * running_var  + momentum * var * m / (m - 1)   (unbiased)
 
-and in eval mode normalises with them (x_hat = (x - running_mean) / sqrt(running_var + eps)), so
+With ``momentum=None`` (torch's meaning) the module uses momentum = 1/t at its t-th training batch,
+so the running statistics are the plain average over every batch seen so far.
+In eval mode it normalises with them (x_hat = (x - running_mean) / sqrt(running_var + eps)), so
 its backward is the plain affine g * gamma / sqrt(running_var + eps).
 Running statistics are buffers: plain ndarrays (not trainable), listed by `buffers()`.
 """
@@ -188,12 +190,16 @@ class _BatchNorm(Module):
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
         *,
         dtype: type = np.float32,
     ) -> None:
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"momentum must be in [0, 1] or None (a cumulative average), got {momentum}"
+            )
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = (
             Tensor(np.ones(num_features, dtype=dtype), requires_grad=True) if affine else None
@@ -216,6 +222,9 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
+        momentum = self.momentum
+        if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
+            momentum = 1.0 / max(self.num_batches_tracked, 1)
         return batch_norm(
             x,
             self.running_mean,
@@ -223,7 +232,7 @@ class _BatchNorm(Module):
             self.weight,
             self.bias,
             use_batch_stats,
-            self.momentum,
+            momentum,
             self.eps,
         )
 
