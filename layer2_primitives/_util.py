@@ -1,9 +1,8 @@
-"""Small shared helpers for layer 2: argument checks and splitting a fused op's packed output.
+"""Small shared helpers for layer 2: argument checks and parameter initialisation.
 
-A fused primitive (an LSTM over a whole sequence, say) produces several results in one
-`Tensor.from_op`; layer 1's op returns one Tensor, so the kernel packs its results into one
-array and `unpack` hands out views of it, each a differentiable op whose backward writes the
-incoming gradient into the right slot of a zero array (the engine sums the slots).
+(A fused primitive with several results, an LSTM over a whole sequence, packs them into one
+`Tensor.from_op` output and hands them out by plain indexing: `Tensor.__getitem__` is
+differentiable, and the engine sums the gradients of the slices.)
 """
 
 from __future__ import annotations
@@ -45,18 +44,6 @@ def check_dtypes(*tensors: Tensor | None) -> np.dtype:
     if len(dtypes) != 1:
         raise TypeError(f"mixed dtypes {sorted(str(d) for d in dtypes)}; cast to one dtype first")
     return present[0].dtype
-
-
-def unpack(packed: Tensor, index: tuple) -> Tensor:
-    """A differentiable view `packed[index]` for basic (slice/int) indices without overlap."""
-    shape, dtype = packed.shape, packed.dtype
-
-    def backward(grad: np.ndarray) -> list[np.ndarray]:
-        full = np.zeros(shape, dtype=dtype)
-        full[index] = grad
-        return [full]
-
-    return Tensor.from_op(packed.data[index], [packed], backward, name="unpack")
 
 
 def uniform(rng: np.random.Generator, bound: float, shape: tuple[int, ...], dtype) -> Tensor:

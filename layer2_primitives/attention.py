@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layer1_autograd import Linear, Module, Tensor
+from layer1_autograd import Linear, Module, Tensor, unbroadcast
 from layer2_primitives._util import check_dtypes, check_tensor
 
 
@@ -92,26 +92,19 @@ def scaled_dot_product_attention(
     out = p @ v.data
 
     def backward(grad: np.ndarray) -> list[np.ndarray | None]:
+        # q, k, v may broadcast against each other over the batch axes: unbroadcast sums back.
         dp = grad @ np.swapaxes(v.data, -1, -2)  # (..., T_q, T_k)
         ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
         return [
-            _sum_to(ds @ k.data * scale, q.shape) if q.requires_grad else None,
-            _sum_to(np.swapaxes(ds, -1, -2) @ q.data * scale, k.shape) if k.requires_grad else None,
-            _sum_to(np.swapaxes(p, -1, -2) @ grad, v.shape) if v.requires_grad else None,
+            unbroadcast(ds @ k.data * scale, q.shape) if q.requires_grad else None,
+            unbroadcast(np.swapaxes(ds, -1, -2) @ q.data * scale, k.shape)
+            if k.requires_grad
+            else None,
+            unbroadcast(np.swapaxes(p, -1, -2) @ grad, v.shape) if v.requires_grad else None,
         ]
 
     result = Tensor.from_op(out, [q, k, v], backward, name="attention")
     return (result, p) if return_weights else result
-
-
-def _sum_to(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Undo broadcasting of leading batch axes (q, k, v may broadcast against each other)."""
-    while grad.ndim > len(shape):
-        grad = grad.sum(axis=0)
-    axes = tuple(
-        i for i, (g, s) in enumerate(zip(grad.shape, shape, strict=True)) if s == 1 and g != 1
-    )
-    return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
 class MultiHeadAttention(Module):

@@ -47,7 +47,7 @@ import numpy as np
 from scipy.special import expit
 
 from layer1_autograd import Module, Tensor, stack
-from layer2_primitives._util import check_dtypes, check_tensor, uniform, unpack
+from layer2_primitives._util import check_dtypes, check_tensor, uniform
 
 Saved = tuple[np.ndarray, ...]
 
@@ -223,9 +223,9 @@ def recurrent_layer(
     parents = [x, h0] + ([c0] if cs is not None else []) + [weight_ih, weight_hh]
     parents += [p for p in (bias_ih, bias_hh) if p is not None]
     out = Tensor.from_op(packed, parents, backward, name=mode)
-    output = unpack(out, (slice(None), slice(0, t)))
-    h_last = unpack(out, (slice(None), t - 1))
-    c_last = unpack(out, (slice(None), t)) if cs is not None else None
+    output = out[:, :t]
+    h_last = out[:, t - 1]
+    c_last = out[:, t] if cs is not None else None
     return output, h_last, c_last
 
 
