@@ -26,6 +26,7 @@ __all__ = [
     "linear",
     "cross_entropy",
     "mse_loss",
+    "identity",
     "relu",
     "tanh",
     "sigmoid",
@@ -129,6 +130,10 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
         raise ValueError(f"mse_loss: prediction {pred.shape} and target {tgt.shape} differ")
     sq = (pred - Tensor(tgt.astype(pred.dtype, copy=False))) ** 2
     return sq.mean() if reduction == "mean" else sq.sum()
+
+
+def identity(x: Tensor) -> Tensor:
+    return x
 
 
 def relu(x: Tensor) -> Tensor:

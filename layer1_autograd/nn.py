@@ -25,12 +25,14 @@ from layer1_autograd.tensor import Tensor, no_grad
 
 __all__ = ["Module", "Linear", "MLP", "SGD", "ACTIVATIONS"]
 
+# The one registry of activation names (name -> function on a Tensor). The scalar engine's
+# ValueMLP takes a subset of these names; layer 3's torch activations use the same keys.
 ACTIVATIONS = {
-    "relu": Tensor.relu,
-    "tanh": Tensor.tanh,
-    "sigmoid": Tensor.sigmoid,
-    "gelu": Tensor.gelu,
-    "identity": lambda x: x,
+    "relu": F.relu,
+    "tanh": F.tanh,
+    "sigmoid": F.sigmoid,
+    "gelu": F.gelu,
+    "identity": F.identity,
 }
 
 

@@ -18,19 +18,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from layer1_autograd.nn import ACTIVATIONS
 from layer1_autograd.value import Value
 
-__all__ = ["ValueNeuron", "ValueLayer", "ValueMLP", "hinge_loss"]
+__all__ = ["ValueNeuron", "ValueLayer", "ValueMLP", "hinge_loss", "VALUE_ACTIVATIONS"]
 
-_NONLINEARITIES = ("relu", "tanh", "sigmoid", "linear")
+# The names of nn.ACTIVATIONS that a scalar Value implements (every one but gelu).
+VALUE_ACTIVATIONS = tuple(n for n in ACTIVATIONS if n == "identity" or hasattr(Value, n))
 
 
 class ValueNeuron:
     """One unit: φ(w·x + b)."""
 
     def __init__(self, n_in: int, nonlin: str, rng: np.random.Generator) -> None:
-        if nonlin not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, got {nonlin!r}")
+        if nonlin not in VALUE_ACTIVATIONS:
+            raise ValueError(f"nonlinearity must be one of {VALUE_ACTIVATIONS}, got {nonlin!r}")
         bound = 1.0 / np.sqrt(n_in)
         self.w = [Value(float(v)) for v in rng.uniform(-bound, bound, n_in)]
         self.b = Value(float(rng.uniform(-bound, bound)))
@@ -42,7 +44,7 @@ class ValueNeuron:
         act = self.b
         for wi, xi in zip(self.w, x, strict=True):
             act = act + wi * xi
-        if self.nonlin == "linear":
+        if self.nonlin == "identity":
             return act
         return getattr(act, self.nonlin)()
 
@@ -64,18 +66,18 @@ class ValueLayer:
 
 
 class ValueMLP:
-    """Layers of neurons; the last layer is linear (its outputs are scores/logits)."""
+    """Layers of neurons; the last layer has no activation (its outputs are scores/logits)."""
 
     def __init__(
         self, sizes: Sequence[int], activation: str = "relu", *, rng: np.random.Generator
     ) -> None:
         if len(sizes) < 2:
             raise ValueError(f"ValueMLP needs an input and an output size, got {list(sizes)}")
-        if activation not in _NONLINEARITIES:
-            raise ValueError(f"activation must be one of {_NONLINEARITIES}, got {activation!r}")
+        if activation not in VALUE_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {VALUE_ACTIVATIONS}, got {activation!r}")
         last = len(sizes) - 2
         self.layers = [
-            ValueLayer(sizes[i], sizes[i + 1], "linear" if i == last else activation, rng)
+            ValueLayer(sizes[i], sizes[i + 1], "identity" if i == last else activation, rng)
             for i in range(len(sizes) - 1)
         ]
 

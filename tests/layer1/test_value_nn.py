@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from layer1_autograd import ValueMLP, hinge_loss
+from layer1_autograd import Tensor, Value, ValueMLP, hinge_loss
 
 
 def test_value_mlp_forward_and_gradients_match_torch():
@@ -50,3 +50,19 @@ def test_bad_inputs_are_clear_errors():
         hinge_loss(model([1.0, 2.0]), [0])
     with pytest.raises(ValueError, match="swish"):
         ValueMLP([2, 1], activation="swish", rng=np.random.default_rng(0))
+
+
+def test_value_activations_are_names_of_the_one_registry():
+    from layer1_autograd.nn import ACTIVATIONS
+    from layer1_autograd.value_nn import VALUE_ACTIVATIONS
+
+    assert set(VALUE_ACTIVATIONS) <= set(ACTIVATIONS)
+    x = np.array([0.7, -1.3])
+    for name in VALUE_ACTIVATIONS:  # each one agrees with the tensor engine's function
+        model = ValueMLP([2, 3, 1], activation=name, rng=np.random.default_rng(0))
+        hidden = [n([Value(float(v)) for v in x]).data for n in model.layers[0].neurons]
+        neurons = model.layers[0].neurons
+        w = np.array([[p.data for p in n.w] for n in neurons])
+        b = np.array([n.b.data for n in neurons])
+        expected = ACTIVATIONS[name](Tensor(x @ w.T + b)).data
+        np.testing.assert_allclose(hidden, expected, rtol=1e-12, err_msg=name)
