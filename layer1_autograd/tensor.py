@@ -329,27 +329,7 @@ class Tensor:
 
         ``grad`` is the adjoint of ``self`` (default 1, allowed only for a one-element tensor).
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward() on a tensor that does not require grad: no input of it was created "
-                "with requires_grad=True (or it was computed under no_grad())"
-            )
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a grad argument needs a scalar (one-element) tensor, "
-                    f"got shape {self.shape}; pass grad= of that shape"
-                )
-            seed = np.ones_like(self.data)
-        else:
-            seed = np.asarray(
-                grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype
-            )
-            if seed.shape != self.shape:
-                raise ValueError(
-                    f"backward(grad): grad has shape {seed.shape}, expected {self.shape}"
-                )
-        pending: dict[int, np.ndarray] = {id(self): seed}
+        pending: dict[int, np.ndarray] = {id(self): self._seed(grad)}
         for node in reversed(self._topological_order()):
             g = pending.pop(id(node), None)
             if g is None:
@@ -362,16 +342,37 @@ class Tensor:
                 continue
             parent_grads = node._backward(g)
             for parent, pg in zip(node._parents, parent_grads, strict=True):
-                if pg is None or not parent.requires_grad:
-                    continue
-                if pg.shape != parent.data.shape:
-                    raise ValueError(
-                        f"backward of '{node._op}' returned a gradient of shape {pg.shape} for "
-                        f"a parent of shape {parent.data.shape}"
-                    )
-                key = id(parent)
-                prev = pending.get(key)
-                pending[key] = pg if prev is None else prev + pg
+                if pg is not None and parent.requires_grad:
+                    node._check_grad_shape(parent, pg)
+                    prev = pending.get(id(parent))
+                    pending[id(parent)] = pg if prev is None else prev + pg
+
+    def _seed(self, grad: Any) -> np.ndarray:
+        """The adjoint that ``backward(grad)`` starts from, checked against ``self``."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of it was created "
+                "with requires_grad=True (or it was computed under no_grad())"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a grad argument needs a scalar (one-element) tensor, "
+                    f"got shape {self.shape}; pass grad= of that shape"
+                )
+            return np.ones_like(self.data)
+        seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+        if seed.shape != self.shape:
+            raise ValueError(f"backward(grad): grad has shape {seed.shape}, expected {self.shape}")
+        return seed
+
+    def _check_grad_shape(self, parent: Tensor, pg: np.ndarray) -> None:
+        """A custom op's backward must return each parent's gradient in the parent's shape."""
+        if pg.shape != parent.data.shape:
+            raise ValueError(
+                f"backward of '{self._op}' returned a gradient of shape {pg.shape} for "
+                f"a parent of shape {parent.data.shape}"
+            )
 
     # ------------------------------------------------------------------------ arithmetic
     def __add__(self, other: Any) -> Tensor:

@@ -130,21 +130,16 @@ def _cell_kind(mode: str) -> _CellKind:
     raise ValueError(f"unknown recurrent mode {mode!r}; expected lstm, gru, rnn_tanh or rnn_relu")
 
 
-def recurrent_layer(
+def _check_shapes(
     mode: str,
+    kind: _CellKind,
     x: Tensor,
     h0: Tensor,
     c0: Tensor | None,
     weight_ih: Tensor,
     weight_hh: Tensor,
-    bias_ih: Tensor | None,
-    bias_hh: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Run one recurrent layer over a whole sequence as one fused op.
-
-    x (B, T, D), h0 (B, H), c0 (B, H) for LSTM else None -> (output (B, T, H), h_T, c_T or None).
-    """
-    kind = _cell_kind(mode)
+) -> None:
+    """Input (B, T >= 1, D), weights (G*H, D) and (G*H, H), states (B, H), or a clear error."""
     check_tensor(x, "recurrent input", 3)
     b, t, d = x.shape
     gh, hid = weight_hh.shape
@@ -161,19 +156,22 @@ def recurrent_layer(
             )
     if t < 1:
         raise ValueError(f"{mode}: sequence length must be >= 1, got input {x.shape}")
-    dtype = check_dtypes(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
 
-    w_ih, w_hh = weight_ih.data, weight_hh.data
-    x_tm = np.ascontiguousarray(x.data.transpose(1, 0, 2))  # (T, B, D) time-major
-    # (T, B, G*H): every step's input projection in ONE 2-D matmul (a 3-D operand would make
-    # numpy run T small matmuls instead)
-    xg = (x_tm.reshape(t * b, d) @ w_ih.T).reshape(t, b, gh)
-    if bias_ih is not None:
-        xg += bias_ih.data
-    b_hh = bias_hh.data if bias_hh is not None else np.zeros(gh, dtype)
-    hs = np.empty((t + 1, b, hid), dtype)  # h_0 .. h_T
+
+def _run_steps(
+    kind: _CellKind,
+    xg: np.ndarray,
+    h0: Tensor,
+    c0: Tensor | None,
+    w_hh: np.ndarray,
+    b_hh: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None, list[Saved]]:
+    """The forward recurrence over xg (T, B, G*H): hidden states h_0..h_T (and c_0..c_T)."""
+    t, b, _ = xg.shape
+    hid = w_hh.shape[1]
+    hs = np.empty((t + 1, b, hid), xg.dtype)  # h_0 .. h_T
     hs[0] = h0.data
-    cs = np.empty((t + 1, b, hid), dtype) if kind.has_cell_state else None
+    cs = np.empty((t + 1, b, hid), xg.dtype) if kind.has_cell_state else None
     if cs is not None:
         cs[0] = c0.data
     saved: list[Saved] = []
@@ -185,6 +183,38 @@ def recurrent_layer(
         if cs is not None:
             cs[step + 1] = c_new
         saved.append(keep)
+    return hs, cs, saved
+
+
+def recurrent_layer(
+    mode: str,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Run one recurrent layer over a whole sequence as one fused op.
+
+    x (B, T, D), h0 (B, H), c0 (B, H) for LSTM else None -> (output (B, T, H), h_T, c_T or None).
+    """
+    kind = _cell_kind(mode)
+    _check_shapes(mode, kind, x, h0, c0, weight_ih, weight_hh)
+    b, t, d = x.shape
+    gh, hid = weight_hh.shape
+    dtype = check_dtypes(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
+
+    w_ih, w_hh = weight_ih.data, weight_hh.data
+    x_tm = np.ascontiguousarray(x.data.transpose(1, 0, 2))  # (T, B, D) time-major
+    # (T, B, G*H): every step's input projection in ONE 2-D matmul (a 3-D operand would make
+    # numpy run T small matmuls instead)
+    xg = (x_tm.reshape(t * b, d) @ w_ih.T).reshape(t, b, gh)
+    if bias_ih is not None:
+        xg += bias_ih.data
+    b_hh = bias_hh.data if bias_hh is not None else np.zeros(gh, dtype)
+    hs, cs, saved = _run_steps(kind, xg, h0, c0, w_hh, b_hh)
 
     # one packed output (B, T + 1, H): h_1 .. h_T, then c_T (LSTM; zeros and unused otherwise)
     packed = np.empty((b, t + 1, hid), dtype)
