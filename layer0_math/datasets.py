@@ -44,7 +44,6 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import tarfile
 import time
@@ -52,12 +51,14 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from layer0_math.files import atomic_file
 
 
 class DatasetError(RuntimeError):
@@ -258,28 +259,7 @@ REGISTRY: dict[str, DatasetEntry] = {
 
 # ----------------------------------------------------------------------------- writing files
 
-_TEMP_SUFFIX = ".tmp"
 _STALE_SECONDS = 3600.0  # no write takes an hour: an older temporary file's writer is dead
-
-
-@contextlib.contextmanager
-def atomic_file(dest: Path) -> Iterator[BinaryIO]:
-    """Write ``dest`` all or nothing: into ``.<name>.<random>.tmp`` beside it, then rename.
-
-    Readers see the old file or the whole new one. No lookup matches the temporary name, so a
-    process killed mid-write leaves a file that is ignored (and removed once stale, see
-    :func:`remove_stale_temps`); an exception removes it at once.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # a random name opened exclusively ("x"), not mkstemp: the file gets the umask's mode
-    # (readable by the group, like any other file the user writes), not mkstemp's 0600
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temps(folder: Path, older_than: float = _STALE_SECONDS) -> None:

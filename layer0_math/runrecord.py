@@ -51,12 +51,13 @@ from typing import Any
 
 import numpy as np
 
+from layer0_math.files import TMP_MARK, atomic_write_bytes, is_partial
+
 SCHEMA_VERSION = 1  # manifests written before this field existed count as version 0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FINAL_STATUSES = ("ok", "failed", "interrupted")  # after "running"
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512, AMX); aarch64's "bf16" feature
-_TMP_MARK = ".tmp-"
 UNTRACKED_HASH_LIMIT = 64 * 2**20  # bytes of an untracked file hashed by content
 
 
@@ -91,28 +92,13 @@ def interrupt_signum(exc: BaseException) -> int:
 # ----------------------------------------------------------------------------- files
 
 
-def is_partial(path: Path) -> bool:
-    """Whether ``path`` is the temporary file of an atomic write (never to be read)."""
-    return path.name.startswith(".") and _TMP_MARK in path.name
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write_bytes(path, data)  # one name to patch in the fault tests
 
 
 def remove_partial_writes(folder: Path) -> list[Path]:
     """Delete the temporary files that writes killed mid-way left under ``folder``."""
-    removed = [p for p in Path(folder).rglob(f".*{_TMP_MARK}*") if p.is_file()]
+    removed = [p for p in Path(folder).rglob(f".*{TMP_MARK}*") if p.is_file()]
     for p in removed:
         with contextlib.suppress(OSError):
             p.unlink()
@@ -199,7 +185,7 @@ def new_run_dir(layer: str, name: str, runs_dir: Path | None = None) -> Path:
 
 def _point_latest(run: Path) -> None:
     link = run.parent / "latest"
-    tmp = run.parent / f".latest{_TMP_MARK}{os.getpid()}"
+    tmp = run.parent / f".latest{TMP_MARK}{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     tmp.symlink_to(run.name)
