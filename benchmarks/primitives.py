@@ -3,7 +3,7 @@
 Both sides run in this one process on the same float32 inputs, alternating repeat by repeat so
 that a noisy (shared) CPU slows them alike; the figure is the median over repeats. Both use the
 same number of threads (`--threads`, default 1: numpy's BLAS via threadpoolctl, torch via
-set_num_threads; 1 is what the layer-2 deliverables use, see layer2_primitives/deliverables.py).
+set_num_threads; 1 is what the layer-2 deliverables use, see layer2_primitives/deliverables/).
 
     python benchmarks/primitives.py [--repeats 7] [--threads 1]
 

@@ -4,6 +4,10 @@
 - :class:`Tensor` (tensor.py): a reverse-mode engine over numpy arrays that layer 2 builds on;
   :mod:`functional` (as ``F``) holds fused ops, :mod:`nn` holds Module/Linear/MLP/SGD.
 - :mod:`manual_mlp`: an MLP whose backward pass is derived and written by hand.
+- :mod:`training`: the one scratch-engine training loop (``fit``), LR schedules, clipping, and
+  the one reaction to a non-finite loss (``NonFiniteLossError``).
+- :mod:`gradient_flow`, :mod:`landscape`, :mod:`gradcheck`, :mod:`mnist`: what the deliverables
+  (``deliverables/``, one module each) measure and train on.
 """
 
 from layer1_autograd import functional

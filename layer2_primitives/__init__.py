@@ -10,7 +10,9 @@ built with `Tensor.from_op` and a hand-derived backward:
 - embedding.py: Embedding                    - recurrent.py: RNN/LSTM/GRU cells and sequences
 - attention.py: scaled_dot_product_attention, MultiHeadAttention
 - residual.py: ResidualBlock                 - state.py: parameters + buffers as torch names
-- models.py: CifarCNN, CharLM, ReversalAttention; deliverables.py: the trained models.
+- models.py: CifarCNN, CharLM, ReversalAttention   - training.py: augmentation, normalisation
+- char_lm.py: truncated-BPTT training and sampling of a CharLM   - reversal.py: the reversal task
+- deliverables/: one module per deliverable (orchestration: train, measure, plot)
 """
 
 from layer2_primitives.activations import GELU, ReLU, Sigmoid, SiLU, Tanh, silu
