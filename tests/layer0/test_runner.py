@@ -112,7 +112,14 @@ def _start(demo, *args):
         env={**env, "DEMO_SLEEP": "1"},
         cwd=demo[3].parent,
         start_new_session=True,  # its own process group: a "terminal" Ctrl-C reaches only it
+        # a shell starts background jobs with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt; give the runner the default disposition, as in a terminal
+        preexec_fn=_sigint_default,
     )
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _child_pid(demo, proc, timeout=30.0):
