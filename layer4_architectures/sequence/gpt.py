@@ -114,8 +114,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rms = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)  # (..., 1)
-        return (x.float() * rms).type_as(x) * self.weight
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16 is normalised in fp32
+        rms = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., 1)
+        return (xf * rms).type_as(x) * self.weight
 
 
 def make_norm(cfg: GPTConfig) -> nn.Module:
