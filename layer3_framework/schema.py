@@ -6,8 +6,9 @@ The schema of each part is the code that consumes it, so nothing is declared twi
 
 - a dataclass (``TrainerConfig``, ``LoggerConfig``): its fields and their type hints;
 - a ``_target_`` (a model, a data module, an optimizer, a schedule): the signature of the class
-  or function it names: every key must be a parameter, every value must fit the parameter's type
-  hint, every required parameter must be set (or be supplied when the object is built);
+  or function it names: every key must be a parameter (or, for a target taking ``**kwargs``, is
+  left to its constructor), every value must fit the parameter's type hint, every required
+  parameter must be set (or be supplied when the object is built);
 - the run's own keys (:data:`ROOT`) and the ``optim`` group's shared keys (:data:`OPTIM`).
 
 Type hints are read, not trusted blindly: ``int`` accepts integers only (``1.5`` and ``True``
@@ -167,6 +168,10 @@ def parameters(target: Callable[..., Any]) -> tuple[list[inspect.Parameter], dic
     return params, {p.name: hints.get(p.name, Any) for p in params}
 
 
+def _takes_var_keywords(target: Callable[..., Any]) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values())
+
+
 def check_target(
     node: Mapping[str, Any], where: str, *, later: int = 0, supplied: Sequence[str] = ()
 ) -> Callable[..., Any]:
@@ -180,7 +185,10 @@ def check_target(
     params, hints = parameters(target)
     given = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
     given = {k: v for k, v in given.items() if k not in supplied}
-    check_values(given, {p.name: hints[p.name] for p in params[later:]}, where)
+    accepted = {p.name: hints[p.name] for p in params[later:]}
+    if _takes_var_keywords(target):  # **kwargs: its own constructor judges the other keys
+        accepted.update({k: Any for k in given if k not in accepted})
+    check_values(given, accepted, where)
     required = [p.name for p in params[later:] if p.default is p.empty]
     unset = [k for k in required if k not in given and k not in supplied]
     if unset:
