@@ -42,7 +42,10 @@ ROOT: dict[str, Any] = {
     "task": dict,
     "trainer": dict,
     "logger": dict,
+    "ema": dict | None,
 }
+# the ema node (layer3_framework.ema.EMA's settings; null: no moving average)
+EMA_KEYS: dict[str, Any] = {"decay": float, "warmup": bool, "use_for_eval": bool}
 # an optim group's shared keys beside its optimizer and scheduler nodes
 OPTIM: dict[str, Any] = {
     "lr": float,

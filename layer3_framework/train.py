@@ -66,10 +66,12 @@ from layer3_framework import checkpoint
 from layer3_framework.checkpoint import CheckpointError, ResumeError
 from layer3_framework.data import DataModule
 from layer3_framework.device import resolve_device
+from layer3_framework.ema import EMA
 from layer3_framework.loggers import LoggerConfig, build_logger
 from layer3_framework.metrics import perplexity
 from layer3_framework.repro import seed_everything
 from layer3_framework.schema import (
+    EMA_KEYS,
     OPTIM,
     ROOT,
     ConfigError,
@@ -122,6 +124,8 @@ def check_config(cfg: DictConfig | dict[str, Any]) -> Plan:
     trainer = check_dataclass(TrainerConfig, config["trainer"], "trainer")
     _check_optim(config["optim"], trainer)
     logger = check_dataclass(LoggerConfig, config["logger"], "logger")
+    if config.get("ema") is not None:
+        check_values(config["ema"], EMA_KEYS, "ema")
     return Plan(config, config.get("seed", 0), data, trainer, logger, from_data)
 
 
@@ -273,6 +277,7 @@ def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
             ckpt_dir=ctx.out_dir / "checkpoints",
             run_config=ctx.config,
             model_spec=spec,
+            hooks=_hooks(plan.config, task),
         )
         if plan.config.get("resume"):
             trainer.resume(_checkpoint_source(Path(plan.config["resume"])))
@@ -280,15 +285,21 @@ def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
     return _metrics(trainer, history, data)
 
 
+def _hooks(config: dict[str, Any], task: torch.nn.Module) -> list[EMA]:
+    """The per-step hooks a config asks for: an EMA of the served model's weights (``ema:``)."""
+    node = config.get("ema")
+    return [] if node is None else [EMA(task.served_model(), **node)]
+
+
 def _metrics(trainer: Trainer, history: dict[str, Any], data: DataModule) -> dict[str, Any]:
-    metrics: dict[str, Any] = {
-        "step": trainer.step,
-        "train_loss": history["train/loss"],
-        "test_loss": history["eval/loss"],
-        "test_accuracy": history["eval/accuracy"],
-        "samples_per_sec": history["train/samples_per_sec"],
-        "train_seconds": history["train_seconds"],
-    }
+    """``step``, ``train_loss``, ``test_<name>`` for every metric the task's validation reports
+    (``test_loss``, ``test_accuracy`` for a classifier), throughput and seconds."""
+    metrics: dict[str, Any] = {"step": trainer.step, "train_loss": history["train/loss"]}
+    metrics.update(
+        {f"test_{k.removeprefix('eval/')}": v for k, v in history.items() if k.startswith("eval/")}
+    )
+    metrics["samples_per_sec"] = history["train/samples_per_sec"]
+    metrics["train_seconds"] = history["train_seconds"]
     if data.preprocessing()["kind"] == "text":
         metrics["test_perplexity"] = perplexity(history["eval/loss"])
     metrics["checkpoint"] = str(trainer.last_good_checkpoint)

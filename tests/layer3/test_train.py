@@ -264,3 +264,23 @@ def test_pipeline_learns_real_cifar10(tmp_path):
     )
     metrics = run(cfg, tmp_path)
     assert metrics["test_accuracy"] >= 0.35, metrics
+
+
+def test_an_ema_in_the_config_is_trained_checkpointed_and_loadable(tmp_path):
+    # the EMA hook averages the weights after each step: the averaged model differs from the
+    # trained one after a few SGD steps, and load_model(weights="ema") rebuilds it
+    from layer3_framework.checkpoint import load_model as load_checkpoint_model
+
+    with pytest.raises(ConfigError, match="ema.decay"):
+        run(compose([*TINY, "ema={decay: high}"]), tmp_path / "bad")
+    overrides = [*TINY, "ema={decay: 0.5, warmup: false, use_for_eval: false}"]
+    metrics = run(compose(overrides), tmp_path / "a")
+    assert metrics["step"] == 3 and "test_accuracy" in metrics and "test_loss" in metrics
+    trained = load_checkpoint_model(tmp_path / "a")
+    averaged = load_checkpoint_model(tmp_path / "a", weights="ema")
+    diffs = [
+        (a - b).abs().max().item()
+        for a, b in zip(trained.state_dict().values(), averaged.state_dict().values(), strict=True)
+        if a.is_floating_point()
+    ]
+    assert max(diffs) > 0.0
