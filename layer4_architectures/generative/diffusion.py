@@ -63,6 +63,10 @@ MEMORY_FRACTION = 0.5  # the largest share of available RAM one sample batch's o
 def linear_betas(timesteps: int) -> torch.Tensor:
     """Ho et al.'s β_t = 1e-4 … 0.02 over T = 1000, scaled by 1000/T: (T,) float64."""
     scale = 1000.0 / timesteps
+    if scale * 0.02 >= 1:
+        raise ValueError(
+            f"the linear schedule needs timesteps > 20 (β_T = 0.02·1000/T < 1), got {timesteps}"
+        )
     return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
 
 
@@ -233,10 +237,12 @@ class DiffusionTask(Task):
         with torch.autocast(x0.device.type, enabled=False):
             losses = losses.double()
             out: Sums = {"loss": (losses.sum(), b)}
-            k = self.bucket_of(t).to(x0.device)
-            for i in range(self.buckets):
-                mask = k == i
-                out[f"loss_b{i}"] = (losses[mask].sum(), mask.sum())
+            k = self.bucket_of(t)  # (B,) on the CPU: the counts need no device sync
+            counts = torch.bincount(k, minlength=self.buckets).tolist()
+            k = k.to(x0.device)
+            for i, count in enumerate(counts):
+                if count:  # a batch smaller than the bucket count leaves some empty
+                    out[f"loss_b{i}"] = (losses[k == i].sum(), count)
         return out
 
 
