@@ -1,0 +1,13 @@
+"""``cifar_vision``: PLACEHOLDER, being written; replaced before done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layer0_math.lab import RunContext, deliverable
+
+
+@deliverable(quick={"placeholder": True}, full={}, headline=[])
+def cifar_vision(ctx: RunContext) -> dict[str, Any]:
+    """Not written yet."""
+    raise NotImplementedError("cifar_vision is being written")

@@ -1,0 +1,2 @@
+"""The vision family: ResNet (basic and bottleneck blocks), ConvNeXt and EfficientNet (MBConv,
+squeeze-and-excitation, compound scaling), a FLOP counter, the CIFAR-10 recipe and Grad-CAM."""
