@@ -360,3 +360,25 @@ def test_train_val_split_holds_out_the_tail():
     assert (train, val) == ("012345678", "9")
     with pytest.raises(TokenizerError, match="1.5"):
         train_val_split("abc", 1.5)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_the_deliverable_saves_a_loadable_tokenizer_and_measures_it(tmp_path):
+    from layer0_math.lab import run_deliverable
+    from layer4_architectures.deliverables import bpe_tokenizer
+
+    small = {"max_chars": 40_000, "vocab_size": 500, "sweep": [256, 400, 500, 100_000]}
+    m = run_deliverable(bpe_tokenizer, overrides=small, runs_dir=tmp_path)
+    run = next(tmp_path.rglob("vocab_sweep.png")).parent
+    tok = BPETokenizer.load(run, expected_vocab_size=500)
+    assert m["vocab_size"] == 500 and tok.eot_id == 499
+    assert 1.5 < m["bytes_per_token"] < m["train_bytes_per_token"] < 6  # 1.0 = bytes only
+    assert m["gpt2_bytes_per_token"] > m["bytes_per_token"]  # 50257 ids compress more
+    assert m["hf_same_tokens"] == 1 and m["hf_vocab_size"] == 500
+    assert m["train_seconds"] > 0 and m["encode_mb_per_s"] > 0 and m["hf_train_seconds"] > 0
+    sweep = json.loads((run / "sweep.json").read_text())
+    bpt = [r["bytes_per_token"] for r in sweep]
+    assert bpt[0] == 1.0 and bpt == sorted(bpt), "more merges compress more"
+    assert sweep[-1]["vocab_size"] < 100_000, "the sweep stops where the text runs out of pairs"
+    assert "|" in (run / "examples.md").read_text()
