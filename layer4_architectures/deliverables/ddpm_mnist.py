@@ -48,7 +48,7 @@ STRIP_FRAMES = 8
         "class_dropout": 0.1,
         "n_samples": 1000,
         "ddim_steps": [50, 10],
-        "chunk_size": 500,
+        "chunk_size": 1000,
         "data_source": "real",
         "n_train": None,
     },
