@@ -65,7 +65,7 @@ def class_entropy(histogram: np.ndarray | torch.Tensor) -> float:
         raise ValueError(f"histogram must be >= 2 non-negative counts, not all 0; got {h.tolist()}")
     p = h / h.sum()
     nz = p[p > 0]
-    return float(-(nz * nz.log()).sum() / math.log(h.numel()))
+    return float(-(nz * nz.log()).sum() / math.log(h.numel())) + 0.0  # + 0.0: no -0.0
 
 
 def confident_share(probs: torch.Tensor, threshold: float = CONFIDENCE) -> float:
@@ -174,8 +174,8 @@ class Yardstick:
                 f"n={n} exceeds the {self.reference.shape[0]} reference (test) images: "
                 "score at most that many samples"
             )
-        if self._ref_features is None:
-            self._ref_features = self.features(self.reference)
+        if self._ref_features is None or self._ref_features.shape[0] < n:
+            self._ref_features = self.features(self.reference[:n])  # only the n it needs
         return self._ref_features[:n]
 
     def _distances(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
@@ -210,3 +210,21 @@ class Yardstick:
             raise ValueError(f"n must be in [2, {most}] for the floor, got {n}")
         d = self._distances(self.features(self.real_pool[:n]), self._reference_features(n))
         return {"fid_floor": d["fid"], "kid_floor": d["kid"], "kid_floor_std": d["kid_std"]}
+
+
+def image_grid(images01: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
+    """(N, 1, H, W) images in [0, 1] -> one (rows·(H+pad)+pad, nrow·(W+pad)+pad) array to show,
+    row-major, on a white-ish frame (0.5) so that black digits' borders stay visible."""
+    images01 = torch.as_tensor(images01).detach().cpu().float()
+    if images01.ndim != 4 or images01.shape[1] != 1 or nrow < 1:
+        raise ValueError(f"need (N, 1, H, W) images and nrow >= 1, got {tuple(images01.shape)}")
+    n, _, h, w = images01.shape
+    rows = math.ceil(n / nrow)
+    out = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad), 0.5, dtype=np.float32)
+    for i, img in enumerate(images01[:, 0].numpy()):
+        r, c = divmod(i, nrow)
+        out[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = img
+    return out
