@@ -101,11 +101,21 @@ class Classification(Task):
     Training minimises ``mean_i CE(logits_i, y_i)`` over every target ``i`` of the batch;
     evaluation sums ``CE`` (float64) and correct predictions over every target, so the reported
     loss and accuracy are exact means over the whole evaluation set, however it is batched.
+
+    ``label_smoothing`` ε trains against ``(1-ε)·onehot(y) + ε/C`` (evaluation reports the plain
+    CE); ``flip_tta`` evaluates images (B, C, H, W) on the mean of the logits of the image and
+    of its horizontal mirror (test-time augmentation). Both are off by default.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, label_smoothing: float = 0.0, flip_tta: bool = False
+    ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"task.label_smoothing={label_smoothing}: expected 0 <= eps < 1")
         self.model = model
+        self.label_smoothing = label_smoothing
+        self.flip_tta = flip_tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -114,11 +124,19 @@ class Classification(Task):
         self, batch: Any, step: int, optimizer: str = "main"
     ) -> tuple[torch.Tensor, Logs]:
         x, y = batch
+        if self.label_smoothing:
+            out = self.model(x)
+            logits = out.reshape(-1, out.shape[-1]).float()
+            return F.cross_entropy(logits, y.reshape(-1), label_smoothing=self.label_smoothing), {}
         return cross_entropy_loss(self.model(x), y), {}
 
     def validation_step(self, batch: Any) -> Sums:
         x, y = batch
         out = self.model(x)
+        if self.flip_tta:
+            if x.ndim != 4:
+                raise ValueError(f"flip_tta needs images (B, C, H, W), got {tuple(x.shape)}")
+            out = (out.float() + self.model(x.flip(-1)).float()) / 2
         # the metrics in fp32/fp64 whatever the forward's autocast precision
         with torch.autocast(out.device.type, enabled=False):
             logits = out.reshape(-1, out.shape[-1]).float()
