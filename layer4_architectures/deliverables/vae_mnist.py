@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from layer0_math.datasets import load_mnist
+from layer0_math.files import atomic_file
 from layer0_math.lab import RunContext, deliverable, pyplot
 from layer3_framework.loggers import read_jsonl
 from layer3_framework.train import compose, load_model, run
@@ -44,6 +45,7 @@ SAMPLES_FILE = "samples_vae.npy"
 def vae_mnist(ctx: RunContext) -> dict[str, Any]:
     """Train the VAE (and a 2-D one), bound log p(x), sample, score and plot."""
     cfg = ctx.config
+    stick = Yardstick.from_runs(device=ctx.device)  # first: a missing classifier fails fast
     main = _train(ctx, "vae", cfg["epochs"], [])
     latent2d = _train(ctx, "vae2d", cfg["epochs_2d"], ["model.latent_dim=2"])
     model = load_model(ctx.out_dir / "vae", device=ctx.device)
@@ -52,8 +54,8 @@ def vae_mnist(ctx: RunContext) -> dict[str, Any]:
     torch.manual_seed(ctx.seed)
     iwae = _iwae_nll(ctx, model, x_test, cfg["iwae_k"])
     samples, sample_seconds = _samples(model, cfg["n_samples"], ctx.seed)
-    np.save(ctx.path(SAMPLES_FILE), samples.numpy())
-    stick = Yardstick.from_runs(device=ctx.device)
+    with atomic_file(ctx.path(SAMPLES_FILE)) as f:  # (N, 1, 28, 28) float32 in [0, 1]
+        np.save(f, samples.numpy())
     score, floor = stick.score(samples), stick.floor(cfg["n_samples"])
     ctx.write_json("yardstick.json", {"score": score, "floor": floor})
     _plot_curves(ctx, ctx.out_dir / "vae" / "metrics.jsonl")
