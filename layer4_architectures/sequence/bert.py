@@ -233,6 +233,10 @@ class MaskedLM(Task):
             p=self.p, generator=self.generator if generator is None else generator,
         )  # fmt: skip
 
+    def eval_corrupt(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation masks of ``ids``: a function of the ids alone (the same every time)."""
+        return self.corrupt(ids, torch.Generator().manual_seed(_content_seed(ids)))
+
     def training_step(self, batch: Any, step: int, optimizer: str = "main") -> tuple[Any, Logs]:
         ids, attention_mask = _ids_of(batch)
         inputs, labels = self.corrupt(ids)
@@ -241,7 +245,7 @@ class MaskedLM(Task):
 
     def validation_step(self, batch: Any) -> Sums:
         ids, attention_mask = _ids_of(batch)
-        inputs, labels = self.corrupt(ids, torch.Generator().manual_seed(_content_seed(ids)))
+        inputs, labels = self.eval_corrupt(ids)
         out = self.model(inputs, attention_mask)
         with torch.autocast(out.device.type, enabled=False):
             logits = out.reshape(-1, out.shape[-1]).float()  # (B·T, V)

@@ -122,7 +122,9 @@ def test_attention_study_deliverable_on_a_tiny_config(tmp_path):
         "lag_steps": 40,
         "lag_n_embd": 32,
         "induction_steps": 40,
-        "induction_half_len": 8,
+        "induction_len": 16,
+        "induction_min_period": 3,
+        "induction_max_period": 8,
         "induction_n_embd": 32,
         "eval_batches": 1,
     }

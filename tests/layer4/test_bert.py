@@ -127,10 +127,7 @@ def test_task_validation_is_deterministic_and_matches_a_direct_count():
     assert all(float(one[k][0]) == float(two[k][0]) for k in one)
     n = int(one["loss"][1])
     assert n > 0 and one["loss"][0].dtype == torch.float64
-    # the same masks recomputed by hand
-    from layer4_architectures.sequence.bert import _content_seed
-
-    inputs, labels = task.corrupt(x, torch.Generator().manual_seed(_content_seed(x)))
+    inputs, labels = task.eval_corrupt(x)  # the same masks, scored by hand
     with torch.no_grad():
         logits = task.model(inputs)
     sel = labels != IGNORE
@@ -149,3 +146,31 @@ def test_task_generator_travels_in_the_state_dict():
     fresh.load_state_dict(state)
     again = fresh.corrupt(x)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+@pytest.mark.slow
+def test_bert_mlm_deliverable_on_a_tiny_config(tmp_path, monkeypatch):
+    from layer0_math.lab import run_deliverable
+    from layer3_framework.train import load_model
+    from layer4_architectures.deliverables import bert_mlm
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tiny = {
+        "data_source": "synthetic", "steps": 4, "seq_len": 16, "vocab_size": 300,
+        "n_layer": 1, "n_head": 2, "n_embd": 16, "batch_size": 8, "eval_batches": 2,
+        "n_examples": 2, "n_triplets": 10,
+    }  # fmt: skip
+    m = run_deliverable(bert_mlm, overrides=tiny, runs_dir=tmp_path)
+    for key in ("masked_accuracy", "unigram_masked_accuracy", "retrieval_win_rate"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["mlm_loss"] > 0 and m["params"] > 0 and m["masked_positions"] > 0
+    assert len(m["fill_in_examples"]) == 2 and all(
+        len(e["top5"]) == 5 for e in m["fill_in_examples"]
+    )
+    run = next(tmp_path.rglob("mlm.png")).parent
+    assert (run / "fill_in.txt").read_text().count("[MASK]") == 2
+    # the checkpoint rebuilds with no dataset, sentence embedding included
+    monkeypatch.setenv("DLSTACK_DATA", str(tmp_path / "empty"))
+    model = load_model(run / "train")
+    assert isinstance(model, BERT)
+    assert model.sentence_embedding(torch.tensor([[1, 2, 3]])).shape == (1, 16)
