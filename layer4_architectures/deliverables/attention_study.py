@@ -184,7 +184,7 @@ def _plot_positional(ctx: RunContext, table: list[dict[str, Any]]) -> None:
     ax.set_xlabel("positional encoding")
     ax.set_ylabel(f"accuracy of y_t = x_(t-{cfg['lag']})")
     ax.set_title(f"Lag-{cfg['lag']} copy: trained at length {cfg['train_len']}")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ctx.savefig(fig, "positional_encodings.png")
 
 
@@ -262,7 +262,7 @@ def _plot_heads(
     layer, head, score = best
     prev_head, prev_scores = prev
     period = int(next(q for q in range(1, ids.numel()) if ids[q] == ids[0]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"wspace": 0.45})
     panels = [
         (maps[0][0, prev_head], f"layer 0 head {prev_head}: previous-token head\n"
          f"(mean attention to t-1 = {float(prev_scores[0, prev_head]):.2f})"),
