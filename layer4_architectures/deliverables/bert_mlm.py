@@ -40,7 +40,7 @@ from layer4_architectures.sequence.mlm_data import MASK_TOKEN, PAD_TOKEN, Masked
     quick={
         "steps": 600,
         "lr": 2e-3,
-        "batch_size": 32,
+        "batch_size": 16,
         "seq_len": 128,
         "vocab_size": 2048,
         "n_layer": 4,
