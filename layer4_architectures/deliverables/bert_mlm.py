@@ -273,7 +273,8 @@ def _plot(ctx: RunContext, scores: dict[str, float]) -> None:
     ax1.axhline(scores["mlm_loss"], color="C1", ls="--", label="held-out MLM loss (end)")
     ax1.set_xlabel("step")
     ax1.set_ylabel("cross-entropy (nats / masked token)")
-    ax1.set_title("BERT MLM on the TinyStories sample")
+    real = ctx.config["data_source"] == "real"
+    ax1.set_title("BERT MLM on the " + ("TinyStories sample" if real else "synthetic text"))
     ax1.legend(fontsize=8)
     names = ["BERT", "unigram baseline"]
     values = [scores["masked_accuracy"], scores["unigram_masked_accuracy"]]
