@@ -172,6 +172,11 @@ def plot_sweep(ctx: RunContext, sweep: list[dict[str, float]], metrics: dict[str
     if "gpt2_bytes_per_token" in metrics:
         ax.axhline(metrics["gpt2_bytes_per_token"], color="gray", linestyle=":",
                    label="GPT-2 (50257 ids, WebText), held-out")  # fmt: skip
+    for r in sweep:
+        if r["vocab_size"] < r["vocab_size_requested"]:
+            ax.annotate(f"asked {r['vocab_size_requested']}: no pair left at {r['vocab_size']}",
+                        (r["vocab_size"], r["bytes_per_token"]), textcoords="offset points",
+                        xytext=(-200, -25), arrowprops={"arrowstyle": "->"})  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xlabel("vocabulary size (256 bytes + merges + specials), log scale")
     ax.set_ylabel("UTF-8 bytes per token (higher = shorter sequences)")
