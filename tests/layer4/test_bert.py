@@ -174,3 +174,18 @@ def test_bert_mlm_deliverable_on_a_tiny_config(tmp_path, monkeypatch):
     model = load_model(run / "train")
     assert isinstance(model, BERT)
     assert model.sentence_embedding(torch.tensor([[1, 2, 3]])).shape == (1, 16)
+
+
+def test_masked_text_trains_the_specials_into_its_tokenizer(tmp_path, monkeypatch):
+    from layer4_architectures.sequence.mlm_data import MaskedText
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    data = MaskedText(name="tinystories", source="synthetic", vocab_size=300, seq_len=8)
+    data.setup(0)
+    tok, sizes = data.tokenizer_object(), data.model_kwargs()
+    assert tok.encode("a [MASK] b [PAD]").count(sizes["mask_id"]) == 1
+    assert sizes["pad_id"] in tok.encode("[PAD]") and sizes["vocab_size"] == tok.vocab_size
+    assert set(sizes["special_ids"]) == set(tok.special_tokens.values())
+    assert {sizes["mask_id"], sizes["pad_id"]} <= set(sizes["special_ids"])
+    with pytest.raises(ValueError, match=r"lacks \['\[MASK\]'\]"):
+        MaskedText(name="tinystories", special_tokens=["[PAD]"])
