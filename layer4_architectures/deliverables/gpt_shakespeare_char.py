@@ -15,6 +15,7 @@ val 1.47 in its README).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -91,6 +92,9 @@ def gpt_shakespeare_char(ctx: RunContext) -> dict[str, Any]:
         "target_seconds": cfg["target_seconds"],
         "val_target_met": int(out["test_loss"] <= cfg["target_val"]),
         "time_target_met": int(out["train_seconds"] <= cfg["target_seconds"]),
+        # other work on the machine slows the clock: the 1-minute load average at the end
+        "load_average_1min": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
         "sample": sample,
     }
 

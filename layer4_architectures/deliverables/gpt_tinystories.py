@@ -15,6 +15,7 @@ the real dataset (``data_path``).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def gpt_tinystories(ctx: RunContext) -> dict[str, Any]:
         "mfu": mfu(tokens_per_s, flops, peak),
         "steps": gpt["step"],
         "train_tokens": gpt["step"] * cfg["batch_size"] * cfg["seq_len"],
+        "load_average_1min": os.getloadavg()[0],  # other work on the machine slows the clock
         "samples": samples,
     }
     metrics["ordering_met"] = int(
