@@ -169,7 +169,7 @@ def fit_power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
         "gpt_budgets": [25000, 100000, 400000],
         "gpt_depths": [1, 2, 4],
         "gpt_batch_size": 16,
-        "gpt_steps": 250,
+        "gpt_steps": 300,
         "gpt_lr": 3.0e-3,
         "cnn_budgets": [10000, 40000, 160000],
         "cnn_depths": [2, 3, 4],

@@ -30,7 +30,7 @@ from layer3_framework.train import compose, run
     quick={
         "data_source": "real",
         "vocab_size": 2048,
-        "seq_len": 128,
+        "seq_len": 64,
         "batch_size": 16,
         "n_layer": 4,
         "n_head": 4,
@@ -39,7 +39,7 @@ from layer3_framework.train import compose, run
         "top_k": 1,
         "capacity_factor": 1.25,
         "lr": 2.0e-3,
-        "steps": 600,
+        "steps": 500,
         "eval_every": 100,
         "precision": "fp32",
     },
