@@ -314,6 +314,20 @@ def _vocab_from_json(path: Path, specials: Collection[str]) -> tuple[dict[str, i
     return token_id, vocab
 
 
+def _vocab_of_dict(d: Mapping[str, Any], size: int) -> list[bytes | None]:
+    vocab: list[bytes | None] = [None] * size
+    for b, i in enumerate(d["byte_ids"]):
+        vocab[i] = bytes([b])
+    for s, i in d["special_tokens"].items():
+        vocab[i] = s.encode("utf-8")
+    for a, b, n in d["merges"]:
+        left, right = vocab[a], vocab[b]
+        if left is None or right is None:
+            raise TokenizerError(f"merge {(a, b, n)} uses an id not built before it")
+        vocab[n] = left + right
+    return vocab
+
+
 # ----------------------------------------------------------------------------------------------
 # The tokenizer
 # ----------------------------------------------------------------------------------------------
@@ -566,18 +580,16 @@ class BPETokenizer:
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
             raise TokenizerError(f"expected a tokenizer dict of format {FORMAT!r}, got {got!r}")
+        missing = sorted({"vocab_size", "byte_ids", "merges", "special_tokens", "pattern"} - set(d))
+        if missing:
+            raise TokenizerError(f"the tokenizer dict lacks the key(s) {missing}")
         size = int(d["vocab_size"])
-        vocab: list[bytes | None] = [None] * size
-        for b, i in enumerate(d["byte_ids"]):
-            vocab[i] = bytes([b])
-        for s, i in d["special_tokens"].items():
-            vocab[i] = s.encode("utf-8")
-        for a, b, n in d["merges"]:
-            if vocab[a] is None or vocab[b] is None:
-                raise TokenizerError(f"merge {(a, b, n)} uses an id not built before it")
-            vocab[n] = vocab[a] + vocab[b]
+        try:
+            vocab = _vocab_of_dict(d, size)
+        except IndexError:
+            raise TokenizerError(f"the tokenizer dict uses ids outside 0..{size - 1}") from None
         if None in vocab:
-            raise TokenizerError(f"ids {vocab.index(None)}.. of {size} are built by no merge")
+            raise TokenizerError(f"id {vocab.index(None)} (of 0..{size - 1}) is built by nothing")
         return cls(vocab, [tuple(m) for m in d["merges"]], d["special_tokens"], d["pattern"])
 
     def _printable(self, i: int) -> str:
@@ -617,8 +629,11 @@ class BPETokenizer:
         folder = Path(folder)
         meta_path = folder / "tokenizer_meta.json"
         meta = _read_json(meta_path)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise TokenizerError(f"{meta_path}: expected a tokenizer meta file of {FORMAT!r}")
+        keys = {"format", "pattern", "vocab_size", "n_merges", "special_tokens"}
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or keys - set(meta):
+            raise TokenizerError(
+                f"{meta_path}: expected a tokenizer meta file of {FORMAT!r}, keys {sorted(keys)}"
+            )
         vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
         tok = cls.from_gpt2_files(vocab_path, merges_path, list(meta["special_tokens"]))
         tok.pattern = meta["pattern"]

@@ -318,6 +318,15 @@ def test_truncated_or_foreign_files_are_named(small_tok, tmp_path):
     vocab.write_text(vocab.read_text()[:-40])
     with pytest.raises(TokenizerError, match="vocab.json"):
         BPETokenizer.load(tmp_path)
+    d = small_tok.to_dict()
+    del d["merges"]
+    with pytest.raises(TokenizerError, match="merges"):
+        BPETokenizer.from_dict(d)
+    with pytest.raises(TokenizerError, match="ids outside"):
+        BPETokenizer.from_dict({**small_tok.to_dict(), "vocab_size": 300})
+    (tmp_path / "tokenizer_meta.json").write_text("{}")
+    with pytest.raises(TokenizerError, match="tokenizer_meta.json"):
+        BPETokenizer.load(tmp_path)
     with pytest.raises(TokenizerError, match="missing.json"):
         BPETokenizer.from_gpt2_files(tmp_path / "missing.json", merges)
 
