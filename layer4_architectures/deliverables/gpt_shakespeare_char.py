@@ -62,7 +62,7 @@ NANOGPT_VAL, NANOGPT_SECONDS = 1.88, 230.0
         "warmup_fraction": 0.02,
         "eval_every": 250,
         "target_val": 1.47,
-        "target_seconds": 1e9,
+        "target_seconds": None,  # nanoGPT states no time for its GPU run
     },
     headline=["val_loss", "train_seconds"],
 )
@@ -91,12 +91,16 @@ def gpt_shakespeare_char(ctx: RunContext) -> dict[str, Any]:
         "target_val": cfg["target_val"],
         "target_seconds": cfg["target_seconds"],
         "val_target_met": int(out["test_loss"] <= cfg["target_val"]),
-        "time_target_met": int(out["train_seconds"] <= cfg["target_seconds"]),
+        "time_target_met": _met(out["train_seconds"], cfg["target_seconds"]),
         # other work on the machine slows the clock: the 1-minute load average at the end
         "load_average_1min": os.getloadavg()[0],
         "cpu_count": os.cpu_count(),
         "sample": sample,
     }
+
+
+def _met(seconds: float, target: float | None) -> int | None:
+    return None if target is None else int(seconds <= target)
 
 
 def _overrides(ctx: RunContext) -> list[str]:
