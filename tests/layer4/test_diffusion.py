@@ -248,7 +248,8 @@ def test_task_loss_is_the_noise_mse_and_buckets_cover_every_range():
     x0 = torch.randn(40, 1, 8, 8)
     loss, _ = task.training_step((x0, torch.zeros(40, dtype=torch.long)), 0)
     assert float(loss.detach()) == pytest.approx(1.0, abs=0.1)  # E‖ε‖² per pixel = 1
-    out = task.validation_step((x0, torch.zeros(40, dtype=torch.long)))
+    with torch.no_grad():  # as the trainer evaluates
+        out = task.validation_step((x0, torch.zeros(40, dtype=torch.long)))
     counts = [int(out[f"loss_b{k}"][1]) for k in range(4)]
     assert counts == [10, 10, 10, 10]
     total = sum(float(out[f"loss_b{k}"][0]) for k in range(4))
