@@ -40,10 +40,10 @@ MODELS = {
         "lr": 0.2,
         "label_smoothing": 0.1,
         "flip_tta": True,
-        "precision": "fp32",
-        "channels_last": False,
-        "best_steps": 1000,
-        "other_steps": 200,
+        "precision": "bf16",  # autocast: 0.17 s/step vs 0.30 fp32 for ResNet-20 on this CPU
+        "channels_last": False,  # no gain on this CPU (0.297 vs 0.304 s/step)
+        "best_steps": 3900,  # 10 epochs of 390 steps: about 12 min of training here
+        "other_steps": 780,  # 2 epochs each for ConvNeXt and EfficientNet
         "best": "resnet20",
         "models": ["resnet20", "convnext_cifar", "efficientnet_cifar"],
         "gradcam_images": 8,
@@ -52,7 +52,6 @@ MODELS = {
         "best": "resnet18",
         "models": ["resnet18", "convnext_cifar", "efficientnet_cifar"],
         "num_workers": 4,
-        "precision": "bf16",
         "channels_last": True,
         "best_steps": 15600,  # 40 epochs of 390 steps
         "other_steps": 15600,
