@@ -187,12 +187,13 @@ def _plot_utilisation(ctx: RunContext, util: dict[str, np.ndarray]) -> None:
     for layer, ax in enumerate(axes[0]):
         labels = [f"expert {e}" for e in range(n_experts)]
         ax.stackplot(steps, share[:, layer, :].T, labels=labels, alpha=0.85)
-        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+        for j in range(1, n_experts):  # the band edges of a perfectly balanced router
+            ax.axhline(j / n_experts, color="k", lw=0.6, ls=":")
         ax.set_title(f"layer {layer}")
         ax.set_xlabel("optimizer step")
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("share of routed tokens")
     axes[0][-1].legend(loc="lower right", fontsize=7)
-    fig.suptitle(f"Switch expert utilisation over training (balanced = 1/{n_experts} each)")
+    fig.suptitle(f"Switch expert utilisation over training (dotted: balanced, 1/{n_experts} each)")
     fig.tight_layout()
     ctx.savefig(fig, "expert_utilisation.png")
