@@ -35,12 +35,12 @@ SAMPLES_FILE = "samples_gan.npy"
 
 @deliverable(
     quick={
-        "steps": 1500,
+        "steps": 3000,
         "batch_size": 64,
         "lr_g": 2.0e-4,
         "lr_d": 2.0e-4,
         "beta1": 0.5,
-        "width": 16,
+        "width": 32,
         "strong_d_run_steps": 400,
         "strong_d_lr_factor": 10.0,
         "strong_d_steps": 5,
