@@ -155,26 +155,51 @@ class GANTask(Task):
         }
 
     def optimizer_order(self, step: int, names: Sequence[str]) -> Sequence[str]:
+        if tuple(names) == ("main",):  # one optimizer over both nets: simultaneous steps
+            return names
         if tuple(names) != self.OPTIMIZERS:
-            raise ValueError(f"a GAN trains with optimizers {self.OPTIMIZERS}, got {tuple(names)}")
+            raise ValueError(
+                f"a GAN trains with optimizers {self.OPTIMIZERS} (or one, 'main'), "
+                f"got {tuple(names)}"
+            )
         return self.OPTIMIZERS if (step + 1) % self.d_steps == 0 else ("d",)
 
     def _fakes(self, n: int, like: torch.Tensor) -> torch.Tensor:
         z = torch.randn(n, self.generator.latent_dim, device=like.device, dtype=like.dtype)
         return self.generator(z)
 
+    def _d_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+        real_logits = self.discriminator(x)
+        fake_logits = self.discriminator(self._fakes(x.shape[0], x).detach())
+        logs = {
+            "d_real": torch.sigmoid(real_logits).mean().detach(),
+            "d_fake": torch.sigmoid(fake_logits).mean().detach(),
+        }
+        return discriminator_loss(real_logits, fake_logits), logs
+
+    def _g_loss(self, x: torch.Tensor) -> torch.Tensor:
+        return generator_loss(self.discriminator(self._fakes(x.shape[0], x)))
+
     def training_step(self, batch: Any, step: int, optimizer: str) -> tuple[torch.Tensor, Logs]:
+        """``"d"``: D's loss; ``"g"``: G's; ``"main"`` (layer 3's ``run()`` builds one optimizer
+        over both nets): their sum, with D frozen in G's term so that each net's gradient is its
+        own loss's (simultaneous rather than alternating updates)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch  # (B, C, S, S) in [-1, 1]
         if optimizer == "d":
-            real_logits = self.discriminator(x)
-            fake_logits = self.discriminator(self._fakes(x.shape[0], x).detach())
-            logs = {
-                "d_real": torch.sigmoid(real_logits).mean().detach(),
-                "d_fake": torch.sigmoid(fake_logits).mean().detach(),
-            }
-            return discriminator_loss(real_logits, fake_logits), logs
+            return self._d_loss(x)
         if optimizer == "g":
-            return generator_loss(self.discriminator(self._fakes(x.shape[0], x))), {}
+            return self._g_loss(x), {}
+        if optimizer == "main":
+            d_loss, logs = self._d_loss(x)
+            params = list(self.discriminator.parameters())
+            for p in params:
+                p.requires_grad_(False)
+            try:
+                g_loss = self._g_loss(x)
+            finally:
+                for p in params:
+                    p.requires_grad_(True)
+            return d_loss + g_loss, {**logs, "g_loss": g_loss.detach()}
         raise ValueError(f"unknown optimizer {optimizer!r}; a GAN has {self.OPTIMIZERS}")
 
     def validation_step(self, batch: Any) -> Sums:

@@ -105,5 +105,33 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="d_steps must be >= 1, got 0"):
         GANTask(g, d_steps=0)
     with pytest.raises(ValueError, match="optimizers"):
-        GANTask(g, d_width=8).optimizer_order(0, ("main",))
+        GANTask(g, d_width=8).optimizer_order(0, ("g", "d"))
     assert math.isfinite(generator_loss(torch.tensor([50.0])).item())
+
+
+def test_one_optimizer_step_gives_each_net_its_own_losss_gradient():
+    torch.manual_seed(0)
+    task = GANTask(Generator(latent_dim=8, width=4), d_width=4).double()
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64) * 2 - 1
+
+    def grads(names):
+        task.zero_grad()
+        torch.manual_seed(1)  # the same fakes each time
+        total = sum(task.training_step((x, None), 0, name)[0] for name in names)
+        total.backward()
+        return [None if p.grad is None else p.grad.clone() for p in task.parameters()]
+
+    joint = grads(["main"])
+    torch.manual_seed(1)
+    task.zero_grad()
+    task.training_step((x, None), 0, "d")[0].backward()  # D's gradient of D's loss
+    d_ref = [p.grad.clone() for p in task.discriminator.parameters()]
+    task.zero_grad()
+    task.training_step((x, None), 0, "g")[0].backward()  # G's gradient of G's loss
+    g_ref = [p.grad.clone() for p in task.generator.parameters()]
+    n_g = len(g_ref)  # task.parameters(): the generator's first, then the discriminator's
+    for got, ref in zip(joint[:n_g], g_ref, strict=True):
+        torch.testing.assert_close(got, ref)
+    for got, ref in zip(joint[n_g:], d_ref, strict=True):
+        torch.testing.assert_close(got, ref)
+    assert task.optimizer_order(0, ("main",)) == ("main",)
