@@ -10,8 +10,9 @@ trained rows beyond 63; sinusoidal ones are defined everywhere but the model's u
 fitted to positions < 64; no encoding at all leaves only what the causal mask reveals.
 
 (b) **The induction head.** A 2-layer GPT trained on repeated random tokens (a per-row period,
-:func:`~layer4_architectures.sequence.tasks.repeat_batch`); each head's induction score (mean
-attention from ``t`` to the position after the previous occurrence of ``x_t``) and
+:func:`~layer4_architectures.sequence.tasks.repeat_batch`), probed on sequences of ``T/2`` random
+tokens then the same ``T/2`` again; each head's induction score (mean attention from ``t`` in the
+repeat to the position after the previous occurrence of ``x_t``) and
 previous-token score are measured; ``induction_score`` is the best head's, against the chance
 value of uniform causal attention. The best induction head's attention map and layer 0's best
 previous-token head's are plotted on one sequence.
@@ -53,7 +54,7 @@ ENCODINGS = ("none", "sinusoidal", "learned", "rope")
         "lag_vocab": 16,
         "train_len": 64,
         "eval_len": 128,
-        "lag_steps": 600,
+        "lag_steps": 1000,
         "lag_n_layer": 2,
         "lag_n_head": 4,
         "lag_n_embd": 64,
@@ -191,12 +192,18 @@ def _plot_positional(ctx: RunContext, table: list[dict[str, Any]]) -> None:
 # ----------------------------------------------------------------------------- (b) induction
 
 
-def _repeat(ctx: RunContext, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _repeat(
+    ctx: RunContext, n: int, gen: torch.Generator, period: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training sequences (a period per row from the config's range), or, with ``period``,
+    sequences of that one period."""
     cfg = ctx.config
+    lo, hi = (
+        (period, period) if period else (cfg["induction_min_period"], cfg["induction_max_period"])
+    )
     return repeat_batch(
-        n, cfg["induction_len"], cfg["induction_vocab"], gen,
-        min_period=cfg["induction_min_period"], max_period=cfg["induction_max_period"],
-    )  # fmt: skip
+        n, cfg["induction_len"], cfg["induction_vocab"], gen, min_period=lo, max_period=hi
+    )
 
 
 @torch.no_grad()
@@ -223,7 +230,10 @@ def _induction_study(ctx: RunContext) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(ctx.seed + 2)
     data = _repeat(ctx, cfg["induction_steps"] * cfg["batch_size"], gen)
     fit = _train(ctx, model, data, cfg["induction_steps"], cfg["induction_lr"])
-    x, y = _repeat(ctx, cfg["eval_batch_size"], torch.Generator().manual_seed(ctx.seed + 3))
+    # evaluated on the classic probe: T/2 random tokens then the same again (one repeat, so the
+    # previous occurrence of every token in the repeat is unique)
+    probe_gen = torch.Generator().manual_seed(ctx.seed + 3)
+    x, y = _repeat(ctx, cfg["eval_batch_size"], probe_gen, period=cfg["induction_len"] // 2)
     copy_acc = float(np.nanmean(_accuracy(model, x, y, _device(ctx)).numpy()))
     maps = attention_maps(model, x.to(_device(ctx)))
     ind = torch.stack([induction_scores(a, x) for a in maps])  # (L, H)
