@@ -46,7 +46,7 @@ MODELS = {
         "other_steps": 780,  # 2 epochs each for ConvNeXt and EfficientNet
         "best": "resnet20",
         "models": ["resnet20", "convnext_cifar", "efficientnet_cifar"],
-        "gradcam_images": 8,
+        "gradcam_images": 10,  # one test image per class
     },
     full={
         "best": "resnet18",
@@ -149,6 +149,8 @@ def _plot_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
         axes[0].annotate(label, (r["params"] / 1e6, r["test_accuracy"]))
         axes[1].scatter(r["mflops_per_image"], r["test_accuracy"], s=40)
         axes[1].annotate(r["model"], (r["mflops_per_image"], r["test_accuracy"]))
+    for ax in axes:
+        ax.margins(x=0.35, y=0.1)
     axes[0].set_xlabel("parameters (millions)")
     axes[1].set_xlabel("forward MFLOPs per 32x32 image")
     for ax in axes:
@@ -160,11 +162,17 @@ def _plot_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
 
 
 def _test_images(ctx: RunContext, k: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """The first ``k`` test images (normalised), their labels, and the data module."""
+    """The first test image of each class in turn (``k`` in all; the file may be sorted by
+    class), normalised; their labels; and the data module."""
     plan = check_config(compose(_overrides(ctx, ctx.config["best"], 1)))
     test = plan.data.setup(plan.seed).test
-    x = torch.stack([test[i][0] for i in range(k)])  # (k, C, H, W)
-    y = torch.stack([test[i][1] for i in range(k)])  # (k,)
+    labels = test.labels.numpy()
+    rank = np.zeros_like(labels)  # how many earlier test images share each one's class
+    for c in np.unique(labels):
+        rank[labels == c] = np.arange((labels == c).sum())
+    index = np.lexsort((labels, rank))[:k]  # class 0, 1, ..., then the second of each, ...
+    x = torch.stack([test[int(i)][0] for i in index])  # (k, C, H, W)
+    y = torch.stack([test[int(i)][1] for i in index])  # (k,)
     return x, y, plan.data
 
 
