@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from layer0_math.lab import MissingArtifactError, open_run, run_deliverable
+from layer0_math.lab import MissingArtifactError, latest_run_dir, open_run, run_deliverable
 from layer4_architectures import deliverables
 from layer4_architectures.deliverables.generative_comparison import load_samples
 
@@ -66,8 +66,8 @@ def test_generative_deliverables_run_and_compare(tmp_path):
         assert 0 <= m["confident_share"] <= 1 and m["n_samples"] == N
     assert vae["iwae_nll"] > 0 and math.isfinite(vae["test_neg_elbo"])
     assert vae["test_neg_elbo"] == pytest.approx(vae["test_recon"] + vae["test_kl"])
-    vae_run = next((runs / "layer4_architectures" / "vae_mnist").glob("2*"))
-    gan_run = next((runs / "layer4_architectures" / "gan_mnist").glob("2*"))
+    vae_run = latest_run_dir("layer4_architectures", "vae_mnist", runs)  # not the failed first
+    gan_run = latest_run_dir("layer4_architectures", "gan_mnist", runs)
     for png in ("samples", "training_curves", "interpolations", "latent_map_2d", "reconstructions"):
         assert (vae_run / f"{png}.png").stat().st_size > 0
     for png in ("samples", "samples_over_training", "loss_curves", "class_histograms"):
@@ -83,7 +83,7 @@ def test_generative_deliverables_run_and_compare(tmp_path):
     cmp = run_deliverable(deliverables.generative_comparison, overrides={"n": N}, runs_dir=runs)
     assert cmp["vae_fid"] == pytest.approx(vae["fid"])  # same yardstick, same n, same images
     assert {"ddpm_fid", "ddim50_kid", "ddim10_class_entropy", "fid_floor"} <= set(cmp)
-    run = next((runs / "layer4_architectures" / "generative_comparison").glob("2*"))
+    run = latest_run_dir("layer4_architectures", "generative_comparison", runs)
     table = (run / "comparison.md").read_text()
     assert "| DDIM-10 |" in table and "floor" in table and "biased" in table
     assert (run / "comparison_grids.png").stat().st_size > 0
