@@ -28,7 +28,7 @@ from layer3_framework.repro import seed_everything
 from layer3_framework.train import build_model, check_config, compose
 from layer3_framework.trainer import Trainer
 from layer4_architectures.generative.gan import Generator, SampleGrid
-from layer4_architectures.generative.yardstick import Yardstick, image_grid
+from layer4_architectures.generative.yardstick import Yardstick, scored_title, show_grid
 
 SAMPLES_FILE = "samples_gan.npy"
 
@@ -193,17 +193,11 @@ def _samples(generator: Generator, n: int, seed: int) -> tuple[torch.Tensor, flo
     return samples, (time.perf_counter() - start) * 1000 / n
 
 
-def _show(ax: Any, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-
-
 def _plot_grids(ctx: RunContext, grids: list[tuple[int, torch.Tensor]]) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 3), squeeze=False)
     for ax, (step, images) in zip(axes[0], grids, strict=True):
-        _show(ax, image_grid(images[:36], 6), f"step {step}")
+        show_grid(ax, images[:36], 6, f"step {step}")
     fig.suptitle("DCGAN samples over training (the same z throughout)")
     ctx.savefig(fig, "samples_over_training.png")
 
@@ -211,12 +205,7 @@ def _plot_grids(ctx: RunContext, grids: list[tuple[int, torch.Tensor]]) -> None:
 def _plot_samples(ctx: RunContext, samples: torch.Tensor, score: dict, floor: dict) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 6.6))
-    title = (
-        f"DCGAN samples\nFID {score['fid']:.2f} (real-vs-real floor {floor['fid_floor']:.2f}, "
-        f"n={score['n']}), confident {score['confident_share']:.2f}, "
-        f"class entropy {score['class_entropy']:.3f}"
-    )
-    _show(ax, image_grid(samples, 10), title)
+    show_grid(ax, samples, 10, scored_title("DCGAN samples", score, floor))
     ctx.savefig(fig, "samples.png")
 
 
@@ -260,5 +249,5 @@ def _plot_histograms(
             ylabel=f"samples (of {s['n']})",
             title=f"{name}: class entropy {s['class_entropy']:.3f}, FID {s['fid']:.1f}",
         )
-    _show(axes[2], image_grid(strong_samples, 10), "too-strong D: samples")
+    show_grid(axes[2], strong_samples, 10, "too-strong D: samples")
     ctx.savefig(fig, "class_histograms.png")

@@ -21,7 +21,7 @@ from layer0_math.lab import RunContext, deliverable, pyplot
 from layer3_framework.loggers import read_jsonl
 from layer3_framework.train import compose, load_model, run
 from layer4_architectures.generative.vae import VAE, iwae_log_likelihood
-from layer4_architectures.generative.yardstick import Yardstick, image_grid
+from layer4_architectures.generative.yardstick import Yardstick, scored_title, show_grid
 
 MNIST_TRAIN = 60_000
 SAMPLES_FILE = "samples_vae.npy"
@@ -144,21 +144,12 @@ def _plot_curves(ctx: RunContext, jsonl: Path) -> None:
     ctx.savefig(fig, "training_curves.png")
 
 
-def _show(ax: Any, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-
-
 def _plot_samples(ctx: RunContext, samples: torch.Tensor, score: dict, floor: dict) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 6.6))
-    title = (
-        f"VAE samples, z ~ N(0, I) (decoder means)\nFID {score['fid']:.2f} "
-        f"(real-vs-real floor {floor['fid_floor']:.2f}, n={score['n']}), "
-        f"confident {score['confident_share']:.2f}, class entropy {score['class_entropy']:.3f}"
+    show_grid(
+        ax, samples, 10, scored_title("VAE samples, z ~ N(0, I) (decoder means)", score, floor)
     )
-    _show(ax, image_grid(samples, 10), title)
     ctx.savefig(fig, "samples.png")
 
 
@@ -169,7 +160,7 @@ def _plot_reconstructions(ctx: RunContext, model: VAE, x: torch.Tensor) -> None:
         mu, _ = model.encode(x.to(dev))
         recon = model.decode_images(mu).cpu()
     fig, ax = plt.subplots(figsize=(8, 1.6))
-    _show(ax, image_grid(torch.cat([x, recon]), 16), "test digits (top) and decode(μ(x)) (bottom)")
+    show_grid(ax, torch.cat([x, recon]), 16, "test digits (top) and decode(μ(x)) (bottom)")
     ctx.savefig(fig, "reconstructions.png")
 
 
@@ -186,7 +177,7 @@ def _plot_interpolations(ctx: RunContext, model: VAE, x: torch.Tensor, y: np.nda
             a, b = mu[c], mu[(c + 1) % 10]
             rows.append(model.decode_images((1 - t) * a + t * b).cpu())
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    _show(ax, image_grid(torch.cat(rows), 10), "latent interpolations 0→1, 2→3, 4→5, 6→7, 8→9")
+    show_grid(ax, torch.cat(rows), 10, "latent interpolations 0→1, 2→3, 4→5, 6→7, 8→9")
     ctx.savefig(fig, "interpolations.png")
 
 
@@ -203,5 +194,5 @@ def _plot_latent_map(ctx: RunContext, model: VAE, x: torch.Tensor, y: np.ndarray
     points = ax[0].scatter(mu[:, 0], mu[:, 1], c=y, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
     fig.colorbar(points, ax=ax[0], ticks=range(10), label="digit")
     ax[0].set(xlabel="μ₁", ylabel="μ₂", title="2-D-latent VAE: test digits' posterior means")
-    _show(ax[1], image_grid(grid, 15), "decode(z) for z on a grid in [−2.5, 2.5]² (z₁ →, z₂ ↑)")
+    show_grid(ax[1], grid, 15, "decode(z) for z on a grid in [−2.5, 2.5]² (z₁ →, z₂ ↑)")
     ctx.savefig(fig, "latent_map_2d.png")

@@ -228,3 +228,20 @@ def image_grid(images01: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
             pad + c * (w + pad) : pad + c * (w + pad) + w,
         ] = img
     return out
+
+
+def show_grid(ax: Any, images01: torch.Tensor, nrow: int, title: str) -> None:
+    """Draw :func:`image_grid` of ``images01`` on a matplotlib axis, titled, without ticks."""
+    ax.imshow(image_grid(images01, nrow), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def scored_title(what: str, score: dict[str, Any], floor: dict[str, Any]) -> str:
+    """A sample grid's title: what it shows, then its FID beside the floor, confident share and
+    class entropy (the yardstick's numbers are read against the floor, never alone)."""
+    return (
+        f"{what}\nFID {score['fid']:.2f} (real-vs-real floor {floor['fid_floor']:.2f}, "
+        f"n={score['n']}), confident {score['confident_share']:.2f}, "
+        f"class entropy {score['class_entropy']:.3f}"
+    )
