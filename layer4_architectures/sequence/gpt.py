@@ -32,6 +32,7 @@ it, and every position encoding here is sized to block_size.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import torch
@@ -337,11 +338,13 @@ class GPT(nn.Module):
         return out
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def decay_groups(model: nn.Module | Iterable[nn.Parameter], weight_decay: float) -> list[dict]:
     """AdamW parameter groups: weight decay on matrices (dim ≥ 2: linears, embeddings), none on
-    vectors (norm gains, biases). A tied matrix appears once."""
+    vectors (norm gains, biases). ``model`` is a module or its parameters; a tied matrix appears
+    once; frozen parameters are left out."""
+    params = model.parameters() if isinstance(model, nn.Module) else model
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in params:
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [

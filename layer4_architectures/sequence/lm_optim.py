@@ -6,8 +6,8 @@ a learning rate that warms up linearly then follows a cosine down to a floor.
 through the gradient (Loshchilov & Hutter, 2019). It is applied to the weight matrices (linear
 layers, embeddings: ``dim ≥ 2``) and not to gains and biases (``dim < 2``), which set scales and
 offsets rather than carry features: decaying a norm's gain toward 0 only fights the norm. This is
-:func:`layer4_architectures.sequence.gpt.decay_groups`'s rule, here on the parameter list the
-training pipeline hands an optimizer.
+:func:`layer4_architectures.sequence.gpt.decay_groups` (one rule), here on the parameter list
+the training pipeline hands an optimizer.
 
 **Warm-up, cosine, floor.** For ``w = max(1, ⌊f_w·T⌋)`` warm-up steps and a floor ``η_min =
 f_min·η``::
@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from layer4_architectures.sequence.gpt import decay_groups
+
 
 def adamw(
     params: Iterable[torch.nn.Parameter],
@@ -42,12 +44,7 @@ def adamw(
         raise ValueError("adamw got no parameters to optimise")
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = decay_groups(params, weight_decay)
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas), eps=eps)
 
 
