@@ -630,7 +630,10 @@ def open_run(
             raise
         with interrupts.held():
             record.close("ok")
-            _point_latest(run)
+            # a sub-run inside another run's folder (a deliverable's training run) is found by
+            # its name there; only the runs of a deliverable or command get a ``latest`` link
+            if not (run.parent / "manifest.json").exists():
+                _point_latest(run)
 
 
 def close_dead_run(

@@ -414,3 +414,21 @@ def test_the_manifest_names_the_host_cpu_and_the_uncommitted_changes(tmp_path):
     assert man["host"]["cpu"] == lab.cpu_info()
     assert set(man["git"]) == {"commit", "dirty", "changes_hash"}
     assert (man["git"]["changes_hash"] is None) == (man["git"]["dirty"] is False)
+
+
+def test_a_sub_run_inside_a_run_folder_does_not_point_latest_there(tmp_path):
+    with lab.open_run(
+        "layer9_pkg", "outer", preset="quick", seed=0, config={}, runs_dir=tmp_path
+    ) as outer:
+        with lab.open_run(
+            "layer9_pkg",
+            "inner",
+            preset="quick",
+            seed=0,
+            config={},
+            run_dir=outer.out_dir / "train",
+            parent_id=outer.run_id,
+        ):
+            pass
+    assert not (outer.out_dir / "latest").exists()
+    assert (outer.out_dir.parent / "latest").resolve() == outer.out_dir.resolve()
