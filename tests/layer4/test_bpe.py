@@ -42,7 +42,10 @@ def _gpt2_files(name: str) -> Path:
     for folder in os.environ.get("DLSTACK_DATA", "").split(":"):
         if folder and (Path(folder) / "gpt2" / name).exists():
             return Path(folder) / "gpt2" / name
-    pytest.skip(f"GPT-2's {name} not found under DLSTACK_DATA")
+    why = f"GPT-2's {name} not found under DLSTACK_DATA"
+    if os.environ.get("DLSTACK_REQUIRE_DATA") == "1":
+        pytest.fail(why + " (DLSTACK_REQUIRE_DATA=1)")
+    pytest.skip(why)
 
 
 @functools.cache
