@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layer0_math.datasets import load_tiny_shakespeare, load_tinystories
-from layer4_architectures.sequence.bpe import EOT, GPT2_PATTERN, BPETokenizer
+from layer4_architectures.deliverables.bpe_tokenizer import hf_bpe
+from layer4_architectures.sequence.bpe import GPT2_PATTERN, BPETokenizer
 from layer4_architectures.sequence.pretokenize import bytes_to_printable
 
 
@@ -37,18 +38,9 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
 
 
 def hf_train(text: str, vocab_size: int):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([text], trainer)
-    return tok
+    hf, trainer = hf_bpe(vocab_size)
+    hf.train_from_iterator([text], trainer)
+    return hf
 
 
 def hf_from_files(folder: Path):

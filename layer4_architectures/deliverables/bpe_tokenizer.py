@@ -129,12 +129,11 @@ def gpt2_reference(held_out: str) -> dict[str, float]:
     return {"gpt2_bytes_per_token": bytes_per_token(gpt2, held_out)}
 
 
-def hf_comparison(tok: BPETokenizer, train: str, text: str, vocab_size: int) -> dict[str, Any]:
-    """HF ``tokenizers`` on the same text: train seconds, encode MB/s, whether merges agree."""
-    try:
-        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    except ImportError:  # a dev dependency: the HF figures are optional
-        return {"hf_available": 0}
+def hf_bpe(vocab_size: int) -> tuple[Any, Any]:
+    """HF ``tokenizers``' byte-level BPE set up as ours is (GPT-2 regex, the 256-byte alphabet,
+    ``<|endoftext|>``): the untrained tokenizer and its trainer. ImportError when not installed."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     trainer = trainers.BpeTrainer(
@@ -143,6 +142,15 @@ def hf_comparison(tok: BPETokenizer, train: str, text: str, vocab_size: int) -> 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    return hf, trainer
+
+
+def hf_comparison(tok: BPETokenizer, train: str, text: str, vocab_size: int) -> dict[str, Any]:
+    """HF ``tokenizers`` on the same text: train seconds, encode MB/s, whether merges agree."""
+    try:
+        hf, trainer = hf_bpe(vocab_size)
+    except ImportError:  # a dev dependency: the HF figures are optional
+        return {"hf_available": 0}
     t0 = time.perf_counter()
     hf.train_from_iterator([train], trainer)
     hf_train = time.perf_counter() - t0

@@ -72,14 +72,7 @@ def gan_mnist(ctx: RunContext) -> dict[str, Any]:
     _plot_curves(ctx)
     _plot_histograms(ctx, score, strong_score, strong_samples[:50])
     return {
-        "fid": score["fid"],
-        "kid": score["kid"],
-        "confident_share": score["confident_share"],
-        "class_entropy": score["class_entropy"],
-        "fid_floor": floor["fid_floor"],
-        "kid_floor": floor["kid_floor"],
-        "n_samples": cfg["n_samples"],
-        "feature_classifier_accuracy": stick.classifier_accuracy,
+        **stick.headline(score, floor),
         "strong_d_fid": strong_score["fid"],
         "strong_d_confident_share": strong_score["confident_share"],
         "strong_d_class_entropy": strong_score["class_entropy"],

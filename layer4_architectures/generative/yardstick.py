@@ -202,6 +202,20 @@ class Yardstick:
             "n": n,
         }
 
+    def headline(self, score: dict[str, Any], floor: dict[str, float]) -> dict[str, Any]:
+        """The metrics every generative deliverable reports: its samples' scores beside the
+        real-vs-real floor at the same n, and the accuracy of the classifier behind them."""
+        return {
+            "fid": score["fid"],
+            "kid": score["kid"],
+            "confident_share": score["confident_share"],
+            "class_entropy": score["class_entropy"],
+            "fid_floor": floor["fid_floor"],
+            "kid_floor": floor["kid_floor"],
+            "n_samples": score["n"],
+            "feature_classifier_accuracy": self.classifier_accuracy,
+        }
+
     def floor(self, n: int) -> dict[str, float]:
         """Real against real: ``n`` test images against ``n`` disjoint real (training) images:
         the FID and KID a perfect model would get at this n."""
