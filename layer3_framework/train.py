@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ from layer3_framework.schema import (
     check_values,
     missing_keys,
 )
-from layer3_framework.trainer import NonFiniteLossError, Trainer, TrainerConfig
+from layer3_framework.trainer import Hook, NonFiniteLossError, Trainer, TrainerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 LAYER, NAME = "layer3_framework", "train"
@@ -223,11 +224,14 @@ def run(
     device: str | None = None,
     progress: bool | None = None,
     parent_id: str | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> dict[str, Any]:
     """Train what ``cfg`` describes, writing the run into ``run_dir``; return the metrics.
 
     The config is checked whole before the run opens; ``parent_id`` (default
     ``$DLSTACK_PARENT_RUN_ID``) names the run this one belongs to (a deliverable, a sweep).
+    ``hooks``: callables run with the trainer after every step, after the config's own (an EMA):
+    e.g. a tuner's pruning hook that reads ``trainer.history`` and stops a hopeless trial.
     """
     plan = check_config(cfg)
     try:
@@ -247,12 +251,14 @@ def run(
         device=str(dev),
         kind="train",
     ) as ctx:
-        metrics = _train(plan, ctx, dev)
+        metrics = _train(plan, ctx, dev, hooks)
         ctx.record_metrics(metrics)
     return metrics
 
 
-def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
+def _train(
+    plan: Plan, ctx: RunContext, dev: torch.device, hooks: Sequence[Hook] = ()
+) -> dict[str, Any]:
     """Seed, build data, model, task, optimizer and logger (in this order), fit, report."""
     seed_everything(plan.seed)
     data = plan.data
@@ -277,7 +283,7 @@ def _train(plan: Plan, ctx: RunContext, dev: torch.device) -> dict[str, Any]:
             ckpt_dir=ctx.out_dir / "checkpoints",
             run_config=ctx.config,
             model_spec=spec,
-            hooks=_hooks(plan.config, task),
+            hooks=[*_hooks(plan.config, task), *hooks],
         )
         if plan.config.get("resume"):
             trainer.resume(_checkpoint_source(Path(plan.config["resume"])))

@@ -284,3 +284,20 @@ def test_an_ema_in_the_config_is_trained_checkpointed_and_loadable(tmp_path):
         if a.is_floating_point()
     ]
     assert max(diffs) > 0.0
+
+
+def test_extra_hooks_see_every_step_and_can_stop_the_run(tmp_path):
+    seen: list[int] = []
+    run(compose(TINY), tmp_path / "a", hooks=[lambda trainer: seen.append(trainer.step)])
+    assert seen == [1, 2, 3]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(trainer):
+        if trainer.step == 2:
+            raise Stop("pruned")
+
+    with pytest.raises(Stop):
+        run(compose(TINY), tmp_path / "b", hooks=[stop_at_two])
+    assert json.loads((tmp_path / "b/manifest.json").read_text())["status"] == "failed"
