@@ -611,7 +611,8 @@ def open_run(
     chose): the run is written there; else into a new ``<runs_dir>/<layer>/<name>/<timestamp>/``.
     ``parent_id`` defaults to ``$DLSTACK_PARENT_RUN_ID``. The block's exception is recorded
     (``failed``, or ``interrupted`` for Ctrl-C and SIGTERM) and re-raised; a clean exit records
-    ``ok`` and points ``latest`` in the run's parent folder at it.
+    ``ok`` and points ``latest`` in the run's parent folder at it. Under torchrun only rank 0
+    (``$RANK`` unset or 0) writes the record; the other ranks get the context alone.
     """
     check_device(device)
     run = Path(run_dir) if run_dir is not None else new_run_dir(layer, name, runs_dir)
@@ -620,6 +621,9 @@ def open_run(
     ctx = RunContext(
         layer, name, preset, seed, dict(config), run, device, parent_id=parent_id, kind=kind
     )
+    if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0 records nothing
+        yield ctx
+        return
     record = _Record(ctx)
     with InterruptGuard().installed() as interrupts:
         try:

@@ -15,6 +15,13 @@ Three ideas make a pipeline *reproducible* and *resumable*, not just fast:
 3. **Workers are seeded** (``worker_init_fn=seed_worker``, ``generator=make_generator(seed)``) so
    any other randomness a transform might use is a function of the seed as well.
 
+**Under torchrun** (a ``torch.distributed`` process group is initialised) the training loader is
+sharded by rank: ``data.batch_size`` is the *global* batch ``B``, each of the ``W`` ranks takes
+``B/W`` of it (a world size that does not divide ``B`` is an error), and rank ``r`` reads the
+epoch's permutation strided, ``order[r::W]``. Local batch ``j`` of every rank then holds
+``order[j·B : (j+1)·B]`` between them: the global batch the one-process run sees at step ``j``,
+so the averaged gradient is the one-process gradient, and a resume's offset stays a local count.
+
 Augmentation is plain tensor ops on a (C, H, W) uint8 image: zero-pad by ``p`` and take a random
 H x W crop (translations of up to ±p pixels), flip left-right with probability 1/2, then
 normalise, ``x' = (x/255 - mean_c) / std_c`` per channel.
@@ -157,22 +164,35 @@ class CharDataset(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-class ResumableSampler(Sampler[int]):
-    """Epoch ``e`` yields ``randperm(n, generator seeded seed + e)[offset:]``.
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: ``(0, 1)`` unless a process group is initialised."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
-    Unshuffled (``shuffle=False``) it yields ``offset, ..., n - 1``.
+
+class ResumableSampler(Sampler[int]):
+    """Epoch ``e`` yields ``randperm(n, generator seeded seed + e)[rank::world][offset:]``.
+
+    Unshuffled (``shuffle=False``) the order is ``0, ..., n - 1``. With ``world > 1`` the last
+    ``n mod world`` positions of the order are dropped so that every rank has ``n // world``.
     """
 
-    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1
+    ) -> None:
         if n < 1:
             raise ValueError(f"cannot sample from an empty dataset (n={n})")
+        if not 0 <= rank < world or n < world:
+            raise ValueError(f"rank {rank} of world {world} cannot shard {n} samples")
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world = rank, world
         self.epoch, self.offset = 0, 0
 
     def set_epoch(self, epoch: int, offset: int = 0) -> None:
         """Start epoch ``epoch`` at position ``offset`` of its order (a resume's data position)."""
-        if not 0 <= offset <= self.n:
-            raise ValueError(f"offset must be in [0, {self.n}], got {offset}")
+        if not 0 <= offset <= self.n // self.world:
+            raise ValueError(f"offset must be in [0, {self.n // self.world}], got {offset}")
         self.epoch, self.offset = epoch, offset
 
     def order(self) -> torch.Tensor:
@@ -181,10 +201,11 @@ class ResumableSampler(Sampler[int]):
         return torch.randperm(self.n, generator=make_generator(self.seed + self.epoch))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.offset :].tolist())
+        mine = self.order()[: self.n - self.n % self.world][self.rank :: self.world]
+        return iter(mine[self.offset :].tolist())
 
     def __len__(self) -> int:
-        return self.n - self.offset
+        return self.n // self.world - self.offset
 
 
 def _synthetic_images(
@@ -276,14 +297,23 @@ class DataModule:
         return self.bundle
 
     def train_loader(self, seed: int = 0) -> DataLoader:
-        """Shuffled (a function of seed and epoch), incomplete last batch dropped if asked."""
+        """Shuffled (a function of seed and epoch), incomplete last batch dropped if asked; under
+        torchrun this rank's ``batch_size / world`` share of each global batch."""
+        rank, world = rank_and_world()
+        if self.batch_size % world:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is not divisible by the world size {world}: "
+                f"each of the {world} ranks takes batch_size / {world} of the global batch"
+            )
         return build_loader(
             self._built().train,
-            self.batch_size,
+            self.batch_size // world,
             shuffle=True,
             seed=seed,
             num_workers=self.num_workers,
             drop_last=self.drop_last,
+            rank=rank,
+            world=world,
         )
 
     def eval_loader(self, seed: int = 0) -> DataLoader:
@@ -424,12 +454,15 @@ def build_loader(
     seed: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` with a :class:`ResumableSampler` and seeded workers."""
+    """A DataLoader over ``dataset`` with a :class:`ResumableSampler` (rank ``rank``'s shard of
+    ``world``) and seeded workers."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=ResumableSampler(len(dataset), seed=seed, shuffle=shuffle),
+        sampler=ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world=world),
         num_workers=num_workers,
         worker_init_fn=seed_worker,
         generator=make_generator(seed),

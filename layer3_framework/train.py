@@ -38,14 +38,26 @@ A run writes ``runs/layer3_framework/train/<timestamp>/``: ``manifest.json``, ``
 carrying the model's ``model_spec``, so :func:`load_model` needs no dataset) and Hydra's
 ``.hydra/``. :func:`run` is the whole pipeline as a function of a composed config and a folder,
 so deliverables and tests call it without a command line (:func:`compose`).
+
+**Under torchrun** the same command trains data-parallel (give every rank the same folder)::
+
+    torchrun --standalone --nproc_per_node=2 -m layer3_framework.train experiment=mnist_mlp \
+        hydra.run.dir=runs/ddp_mnist
+
+:func:`run` joins the process group (gloo on CPU, NCCL on CUDA, one GPU per ``LOCAL_RANK``), the
+loader shards each global batch ``data.batch_size`` by rank and the trainer averages the
+gradients (:mod:`layer3_framework.trainer`); only rank 0 writes the run record, logs, metrics
+and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +77,7 @@ from layer0_math.datasets import DatasetError
 from layer0_math.lab import RunContext, open_run, runs_root
 from layer3_framework import checkpoint
 from layer3_framework.checkpoint import CheckpointError, ResumeError
-from layer3_framework.data import DataModule
+from layer3_framework.data import DataModule, rank_and_world
 from layer3_framework.device import resolve_device
 from layer3_framework.ema import EMA
 from layer3_framework.loggers import LoggerConfig, build_logger
@@ -238,6 +250,7 @@ def run(
         dev = resolve_device(device if device is not None else plan.config.get("device"))
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(str(exc)) from None
+    dev = join_process_group(dev)
     if progress is not None:
         plan.trainer.progress = progress
     with open_run(
@@ -252,8 +265,23 @@ def run(
         kind="train",
     ) as ctx:
         metrics = _train(plan, ctx, dev, hooks)
-        ctx.record_metrics(metrics)
+        if rank_and_world()[0] == 0:
+            ctx.record_metrics(metrics)
     return metrics
+
+
+def join_process_group(dev: torch.device, timeout_s: float = 600.0) -> torch.device:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group if not yet joined: NCCL and
+    ``cuda:LOCAL_RANK`` on CUDA, else gloo on ``dev``; the device this rank trains on."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return dev
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return dev
 
 
 def _train(
@@ -270,7 +298,13 @@ def _train(
     optimizer, scheduler = build_optimizer(plan.config["optim"], task)
     name = plan.config.get("name") or f"{type(model).__name__.lower()}-{data.name}"
     # the logger closes with the run's status (ok, failed, interrupted), as the manifest does
-    with build_logger(plan.logger, ctx.out_dir, name=name, config=ctx.config) as logger:
+    # only rank 0 logs: the other ranks' trainers get no logger
+    logging = (
+        build_logger(plan.logger, ctx.out_dir, name=name, config=ctx.config)
+        if rank_and_world()[0] == 0
+        else contextlib.nullcontext(None)
+    )
+    with logging as logger:
         trainer = Trainer(
             task,
             optimizer,

@@ -31,6 +31,13 @@ What makes it production-grade rather than a notebook loop:
   stopped (on the same machine; tested on CPU). A resume refuses config changes that would alter
   the optimisation (:func:`~layer3_framework.checkpoint.check_resume_config`), a finished run,
   and damaged checkpoints (falling back to the previous good one).
+- **The same loop under torchrun.** When a ``torch.distributed`` process group is initialised,
+  every rank runs this trainer on its shard of each global batch (the loader shards,
+  :mod:`layer3_framework.data`). The parameters start from rank 0's; before each optimizer
+  step the accumulated gradients are averaged over the ``W`` ranks in one all-reduce,
+  ``g ← (1/W) Σ_r g_r``, which is DDP's arithmetic (without its bucketing and overlap), so every
+  rank takes the same step and the replicas stay equal. Logged means are averaged over ranks;
+  only rank 0 shows progress, logs and writes checkpoints (the others wait for the file).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from layer3_framework.checkpoint import (
     save_checkpoint,
     validate_model_spec,
 )
-from layer3_framework.data import ResumableSampler
+from layer3_framework.data import ResumableSampler, rank_and_world
 from layer3_framework.loggers import Logger
 from layer3_framework.repro import rng_state, set_rng_state
 from layer3_framework.task import Task, as_task, cross_entropy_loss
@@ -170,10 +177,15 @@ class _Sums:
         self.sums[name] += value.detach()
         self.counts[name] = self.counts[name] + count
 
-    def means(self) -> dict[str, float]:
+    def means(self, world: int = 1) -> dict[str, float]:
+        """The window's means; with ``world > 1`` averaged over the ranks (equal counts)."""
         if not self.sums:
             return {}
-        values = torch.stack(list(self.sums.values())).tolist()  # the one sync
+        stacked = torch.stack(list(self.sums.values()))
+        if world > 1:
+            torch.distributed.all_reduce(stacked)
+            stacked = stacked / world
+        values = stacked.tolist()  # the one sync
         counts = [c.item() if isinstance(c, torch.Tensor) else c for c in self.counts.values()]
         return {k: v / c for k, v, c in zip(self.sums, values, counts, strict=True)}
 
@@ -239,6 +251,10 @@ class Trainer:
         self.train_seconds = 0.0
         self._window = _Sums(self.device)
         self._window_start = 0
+        self.rank, self.world = rank_and_world()
+        if self.world > 1:  # every replica starts from rank 0's weights
+            for tensor in itertools.chain(self.task.parameters(), self.task.buffers()):
+                torch.distributed.broadcast(tensor.data, src=0)
 
     def _full_spec(self, spec: dict[str, Any] | None) -> dict[str, Any] | None:
         if spec is None:
@@ -322,8 +338,21 @@ class Trainer:
             for key, value in logs.items():
                 self._window.add(key, value)
 
+    def _average_gradients(self, opt: torch.optim.Optimizer) -> None:
+        """``g ← (1/W) Σ_r g_r`` for ``opt``'s parameters, as one flat all-reduce."""
+        grads = [p.grad for group in opt.param_groups for p in group["params"]]
+        grads = [g for g in grads if g is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(part.view_as(g))
+
     def _step_optimizer(self, name: str) -> None:
         opt = self.optimizers[name]
+        self._average_gradients(opt)
         self.scaler.unscale_(opt)  # the identity unless fp16
         if self.cfg.clip_grad_norm is not None:
             params = [p for group in opt.param_groups for p in group["params"]]
@@ -348,7 +377,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _progress_bar(self) -> Any:
-        if not self.cfg.progress:
+        if not self.cfg.progress or self.rank != 0:
             return None
         from tqdm.auto import tqdm
 
@@ -366,7 +395,7 @@ class Trainer:
 
     def _log_window(self, bar: Any) -> None:
         """Read the window's sums (the one sync), stop on a non-finite loss, log the means."""
-        means = self._window.means()
+        means = self._window.means(self.world)
         losses = {k.removeprefix("loss/"): v for k, v in means.items() if k.startswith("loss/")}
         total = math.fsum(losses.values()) if len(losses) > 1 else next(iter(losses.values()))
         if not all(math.isfinite(v) for v in losses.values()):
@@ -376,7 +405,7 @@ class Trainer:
             "train/loss": total,
             "train/lr": self.optimizer.param_groups[0]["lr"],
             "train/epoch": self.epoch,
-            "train/samples_per_sec": self.samples_seen / max(self.train_seconds, 1e-9),
+            "train/samples_per_sec": self.samples_seen * self.world / max(self.train_seconds, 1e-9),
         }
         if len(self.optimizers) > 1:
             record.update({f"train/loss/{k}": v for k, v in losses.items()})
@@ -432,7 +461,7 @@ class Trainer:
 
     def _log(self, record: dict[str, float]) -> None:
         self.history.append({"step": self.step, **record})
-        if self.logger is not None:
+        if self.logger is not None and self.rank == 0:
             self.logger.log_metrics(record, self.step)
 
     # ------------------------------------------------------------------ evaluation
@@ -484,6 +513,16 @@ class Trainer:
         finite = torch.stack([p.detach().isfinite().all() for p in self.task.parameters()])
         if not bool(finite.all()):
             self._raise_nonfinite(float("nan"), self.step, self.step)
+        if self.rank != 0:  # the replicas are equal: rank 0 writes, the others wait for it
+            torch.distributed.barrier()
+            self.last_good_checkpoint = path
+            return path
+        saved = self._write_checkpoint(path)
+        if self.world > 1:
+            torch.distributed.barrier()
+        return saved
+
+    def _write_checkpoint(self, path: Path) -> Path:
         saved = save_checkpoint(
             path,
             model=self.task,
