@@ -64,6 +64,12 @@ class ConvNeXtBlock(nn.Module):
         return x + drop_path(h, self.drop, self.training)
 
 
+def _check_counts(in_channels: int, num_classes: int) -> None:
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if value < 1:
+            raise ValueError(f"ConvNeXt {name}={value}: expected >= 1")
+
+
 def _check(dims: Sequence[int], depths: Sequence[int], patch: int, image_size: int) -> None:
     if len(dims) != len(depths) or not dims:
         raise ValueError(
@@ -99,6 +105,7 @@ class ConvNeXt(nn.Module):
         layer_scale: float = 1e-6,
     ) -> None:
         super().__init__()
+        _check_counts(in_channels, num_classes)
         _check(dims, depths, patch, image_size)
         if not 0.0 <= drop_path < 1.0:
             raise ValueError(f"ConvNeXt drop_path={drop_path}: expected 0 <= drop_path < 1")

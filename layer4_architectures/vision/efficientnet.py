@@ -131,6 +131,12 @@ def _check(
         )
 
 
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"EfficientNet {name}={value}: expected >= 1")
+
+
 class EfficientNet(nn.Module):
     """Stem 3×3 conv (stride ``stem_stride``), MBConv stages, 1×1 head conv, pool, dropout, linear.
 
@@ -154,7 +160,15 @@ class EfficientNet(nn.Module):
         se_ratio: float = 0.25,
     ) -> None:
         super().__init__()
+        _check_counts(
+            in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels,
+            head_channels=head_channels, stem_stride=stem_stride,
+        )  # fmt: skip
         _check(stages, width, depth, image_size, stem_stride)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"EfficientNet dropout={dropout}: expected 0 <= dropout < 1")
+        if se_ratio < 0:
+            raise ValueError(f"EfficientNet se_ratio={se_ratio}: expected >= 0 (0: no SE)")
         c = round_channels(stem_channels * width)
         self.stem = conv_bn_act(in_channels, c, 3, stem_stride)
         blocks: list[nn.Module] = []

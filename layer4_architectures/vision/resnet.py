@@ -57,6 +57,7 @@ class ResNetConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the field of a configuration that cannot be built."""
+        self._check_sizes()
         if self.block not in BLOCKS:
             raise ValueError(f"ResNet block={self.block!r}: expected one of {BLOCKS}")
         if self.shortcut not in SHORTCUTS:
@@ -77,6 +78,14 @@ class ResNetConfig:
                 f"ResNet image_size={self.image_size} is too small for {len(self.blocks)} "
                 f"stages (each after the first halves it): need image_size >= {smallest}"
             )
+
+    def _check_sizes(self) -> None:
+        for name in ("in_channels", "image_size", "num_classes", "groups"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"ResNet {name}={value}: expected >= 1")
+        if self.stem_width is not None and self.stem_width < 1:
+            raise ValueError(f"ResNet stem_width={self.stem_width}: expected >= 1 or None")
 
     def _check_groups(self) -> None:
         if self.block == "basic" and self.groups != 1:
