@@ -35,3 +35,9 @@ def make_optimizer(name: str, params: Any, *, lr: float, **hyper: Any) -> torch.
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[name](params, lr=lr, **hyper)
+
+
+def named_optimizer(params: Any, *, name: str, lr: float, **hyper: Any) -> torch.optim.Optimizer:
+    """:func:`make_optimizer` with the parameters first, for a Hydra ``_partial_`` config
+    (the pipeline passes the parameters positionally)."""
+    return make_optimizer(name, params, lr=lr, **hyper)
