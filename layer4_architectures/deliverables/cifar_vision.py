@@ -1,16 +1,28 @@
-"""``cifar_vision``: ResNet-20, a small ConvNeXt and a small EfficientNet trained on CIFAR-10
-through layer 3's pipeline with one recipe (crop + flip, label smoothing 0.1, SGD-Nesterov with a
-one-cycle LR, flip test-time augmentation), compared by parameters, FLOPs, test accuracy and
-training seconds; then Grad-CAM of the trained ResNet-20's last stage on test images.
+"""``cifar_vision``: four CIFAR-10 models trained through layer 3's pipeline under ONE equal
+training budget (``budget_seconds`` each), compared by parameters, FLOPs, steps, epochs, test
+accuracy and measured training seconds; then Grad-CAM of a trained ResNet's last stage.
 
-The best configuration (``best``: ResNet-20 in the quick preset, ResNet-18 in the full one) gets
-``best_steps``; the other models get ``other_steps`` each (a shorter budget, stated in the
-table). Each sub-run is a run folder of its own inside this run's
-(``runs/.../cifar_vision/<timestamp>/<model>/``) with its checkpoint and metrics.
+**Equal budget.** Each model first runs a short probe (``warmup_steps`` steps, then
+``probe_steps`` timed ones) with its own recipe; its step time t sets ``max_steps =
+⌊budget_seconds / t⌋``, so that the one-cycle schedule completes inside the budget. A fast
+model gets more steps (epochs) in the same seconds, which is the comparison that matters when
+compute is what is scarce. The reported ``train_seconds`` is the trainer's measured training
+time (evaluation and checkpoints excluded); ``timed_seconds`` is steps 2..n timed by a hook that
+synchronises the device first (on CUDA the trainer's clock does not wait for queued kernels).
+
+**Recipes.** ResNet, ConvNeXt and EfficientNet share the layer-4 recipe (crop + flip, label
+smoothing 0.1, SGD-Nesterov with a one-cycle LR, flip test-time augmentation); the
+airbench-style network (:mod:`layer4_architectures.vision.airbench`) gets airbench's: its own
+batch size and learning rate, weight decay 0.0153 / 11.5 ≈ 1.33e-3 (airbench's decoupled decay
+expressed for torch's SGD), label smoothing 0.2, 2-pixel translate + flip, flip + translate
+test-time augmentation (in the model, so the task's flip TTA is off for it).
+
+Every sub-run is a run folder inside this run's (``<model>/`` and ``probe/<model>/``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -22,11 +34,14 @@ from layer4_architectures.vision.flops import count_flops
 from layer4_architectures.vision.gradcam import grad_cam
 
 MODELS = {
+    "airbench_cifar": "Airbench-style",
     "resnet20": "ResNet-20",
     "resnet18": "ResNet-18",
     "convnext_cifar": "ConvNeXt-small",
     "efficientnet_cifar": "EfficientNet-small",
 }
+GRADCAM_MODELS = ("resnet20", "resnet18")  # a last stage with a spatial layout (8x8, 4x4)
+MIN_STEPS = 8  # the one-cycle schedule's warm-up (25% of the steps) must span a step
 
 
 @deliverable(
@@ -34,53 +49,137 @@ MODELS = {
         "data_source": "real",
         "n_train": None,  # None: all 50k
         "n_test": None,  # None: all 10k
-        "batch_size": 128,
+        "budget_seconds": 300.0,  # of training, the same for every model
+        "warmup_steps": 5,  # untimed probe steps (first-call overheads, the whitening set-up)
+        "probe_steps": 10,  # timed probe steps: their mean step time sets max_steps
+        "models": ["airbench_cifar", "resnet20", "convnext_cifar", "efficientnet_cifar"],
         "eval_batch_size": 500,
         "num_workers": 0,
+        "precision": "bf16",  # autocast: 0.17 s/step vs 0.30 fp32 for ResNet-20 on this CPU
+        "channels_last": False,  # no gain on this CPU (0.297 vs 0.304 s/step)
+        "compile": False,
+        # the layer-4 recipe (ResNet, ConvNeXt, EfficientNet)
+        "batch_size": 128,
         "lr": 0.2,
         "label_smoothing": 0.1,
         "flip_tta": True,
-        "precision": "bf16",  # autocast: 0.17 s/step vs 0.30 fp32 for ResNet-20 on this CPU
-        "channels_last": False,  # no gain on this CPU (0.297 vs 0.304 s/step)
-        "best_steps": 3900,  # 10 epochs of 390 steps: about 12 min of training here
-        "other_steps": 780,  # 2 epochs each for ConvNeXt and EfficientNet
-        "best": "resnet20",
-        "models": ["resnet20", "convnext_cifar", "efficientnet_cifar"],
+        # airbench's recipe
+        "airbench_widths": [32, 128, 128],  # the paper's 64/256/256 is 3.6x the FLOPs
+        "airbench_batch_size": 256,
+        "airbench_lr": 0.375,  # airbench's 11.5 per 1024 kilo-steps: 0.001465 per image
+        "airbench_weight_decay": 1.33e-3,
+        "airbench_label_smoothing": 0.2,
+        "airbench_translate": 2,
+        "airbench_tta": "flip_translate",
+        "gradcam_model": "resnet20",
         "gradcam_images": 10,  # one test image per class
     },
     full={
-        "best": "resnet18",
-        "models": ["resnet18", "convnext_cifar", "efficientnet_cifar"],
+        "budget_seconds": 120.0,
+        "warmup_steps": 20,  # covers torch.compile's first calls
+        "probe_steps": 30,
+        "models": ["airbench_cifar", "resnet18", "convnext_cifar", "efficientnet_cifar"],
         "num_workers": 4,
         "channels_last": True,
-        "best_steps": 15600,  # 40 epochs of 390 steps
-        "other_steps": 15600,
+        "compile": True,
+        "batch_size": 512,
+        "lr": 0.4,
+        "airbench_widths": [64, 256, 256],
+        "airbench_batch_size": 1024,
+        "airbench_lr": 1.5,
+        "gradcam_model": "resnet18",
     },
     headline=["test_accuracy", "train_seconds"],
 )
 def cifar_vision(ctx: RunContext) -> dict[str, Any]:
-    """Train the three models, tabulate them, Grad-CAM the ResNet-20."""
+    """Probe, train and tabulate every model under one budget; Grad-CAM the ResNet."""
     cfg = ctx.config
-    for name in [*cfg["models"], cfg["best"]]:
-        if name not in MODELS:
-            raise ValueError(f"models: unknown model {name!r}; expected some of {list(MODELS)}")
-    rows = [_train_one(ctx, name) for name in cfg["models"]]
+    _check(cfg)
+    rows = [_train_one(ctx, name) for name in ctx.progress(cfg["models"], desc="models")]
     ctx.write_json("table.json", rows)
-    ctx.write_text("table.md", _table(rows))
+    ctx.write_text("table.md", _table(rows, cfg["budget_seconds"]))
     _plot_table(ctx, rows)
     best = max(rows, key=lambda r: r["test_accuracy"])
     metrics: dict[str, Any] = {
         "test_accuracy": best["test_accuracy"],
         "train_seconds": best["train_seconds"],
         "best_model": best["model"],
+        "budget_seconds": cfg["budget_seconds"],
     }
     for r in rows:
-        metrics.update({f"{r['key']}_{k}": r[k] for k in ("test_accuracy", "train_seconds")})
-        metrics[f"{r['key']}_params"] = r["params"]
+        for k in ("test_accuracy", "train_seconds", "params", "steps", "epochs"):
+            metrics[f"{r['key']}_{k}"] = r[k]
         metrics[f"{r['key']}_mflops"] = r["mflops_per_image"]
-    if cfg["best"] in cfg["models"]:
-        metrics["gradcam_mean_peak_in_centre"] = _gradcam_figure(ctx, cfg["best"])
+    if cfg["gradcam_model"] in cfg["models"]:
+        metrics["gradcam_mean_peak_in_centre"] = _gradcam_figure(ctx, cfg["gradcam_model"])
     return metrics
+
+
+def _check(cfg: dict[str, Any]) -> None:
+    """Refuse a config that cannot run, naming the key."""
+    for name in cfg["models"]:
+        if name not in MODELS:
+            raise ValueError(f"models: unknown model {name!r}; expected some of {list(MODELS)}")
+    if cfg["gradcam_model"] not in GRADCAM_MODELS:
+        raise ValueError(
+            f"gradcam_model={cfg['gradcam_model']!r}: expected one of {GRADCAM_MODELS}"
+        )
+    if not cfg["budget_seconds"] > 0:
+        raise ValueError(f"budget_seconds={cfg['budget_seconds']}: expected > 0")
+    if cfg["warmup_steps"] < 1 or cfg["probe_steps"] < 1:
+        raise ValueError(
+            f"warmup_steps={cfg['warmup_steps']}, probe_steps={cfg['probe_steps']}: "
+            "expected >= 1 each"
+        )
+    if cfg["warmup_steps"] + cfg["probe_steps"] < MIN_STEPS:
+        raise ValueError(
+            f"warmup_steps + probe_steps = {cfg['warmup_steps'] + cfg['probe_steps']}: the "
+            f"probe's one-cycle schedule needs >= {MIN_STEPS} steps"
+        )
+
+
+class StepClock:
+    """A trainer hook: the wall-clock time at the end of the steps in ``marks``, taken after
+    synchronising the device (CUDA kernels run asynchronously)."""
+
+    def __init__(self, marks: tuple[int, ...]) -> None:
+        self.marks, self.times = set(marks), {}
+
+    def __call__(self, trainer: Any) -> None:
+        if trainer.step in self.marks:
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize(trainer.device)
+            self.times[trainer.step] = time.perf_counter()
+
+    def seconds(self, first: int, last: int) -> float:
+        """Seconds from the end of step ``first`` to the end of step ``last``."""
+        return self.times[last] - self.times[first]
+
+
+def _recipe(ctx: RunContext, name: str) -> list[str]:
+    """The model's own training recipe, as overrides."""
+    cfg = ctx.config
+    if name == "airbench_cifar":
+        return [
+            f"model.widths=[{','.join(str(w) for w in cfg['airbench_widths'])}]",
+            f"model.tta={cfg['airbench_tta']}",
+            f"model.channels_last={cfg['channels_last']}",
+            f"data.batch_size={cfg['airbench_batch_size']}",
+            f"data.crop_padding={cfg['airbench_translate']}",
+            f"optim.lr={cfg['airbench_lr']}",
+            f"optim.optimizer.weight_decay={cfg['airbench_weight_decay']}",
+            f"task.label_smoothing={cfg['airbench_label_smoothing']}",
+            "task.flip_tta=false",
+        ]
+    out = [
+        f"data.batch_size={cfg['batch_size']}",
+        f"optim.lr={cfg['lr']}",
+        f"task.label_smoothing={cfg['label_smoothing']}",
+        f"task.flip_tta={cfg['flip_tta']}",
+    ]
+    if name.startswith("resnet"):
+        out.append(f"model.channels_last={cfg['channels_last']}")
+    return out
 
 
 def _overrides(ctx: RunContext, name: str, steps: int) -> list[str]:
@@ -90,50 +189,71 @@ def _overrides(ctx: RunContext, name: str, steps: int) -> list[str]:
         f"model={name}",
         f"seed={ctx.seed}",
         f"data.source={cfg['data_source']}",
-        f"data.batch_size={cfg['batch_size']}",
         f"data.eval_batch_size={cfg['eval_batch_size']}",
         f"data.num_workers={cfg['num_workers']}",
-        f"optim.lr={cfg['lr']}",
-        f"task.label_smoothing={cfg['label_smoothing']}",
-        f"task.flip_tta={cfg['flip_tta']}",
         f"trainer.precision={cfg['precision']}",
+        f"trainer.compile={cfg['compile']}",
         f"trainer.max_steps={steps}",
         f"trainer.log_every={max(1, min(50, steps // 4))}",
         "logger=jsonl",
+        *_recipe(ctx, name),
     ]
     for key in ("n_train", "n_test"):
         if cfg[key] is not None:
             out.append(f"data.{key}={cfg[key]}")
-    if name.startswith("resnet"):
-        out.append(f"model.channels_last={cfg['channels_last']}")
     return out
 
 
+def _step_seconds(ctx: RunContext, name: str) -> float:
+    """The model's mean training-step time over ``probe_steps`` steps after ``warmup_steps``
+    (a short run of its own, evaluated on one batch only)."""
+    w, n = ctx.config["warmup_steps"], ctx.config["warmup_steps"] + ctx.config["probe_steps"]
+    cfg = compose([*_overrides(ctx, name, n), f"trainer.log_every={n}", "trainer.eval_batches=1"])
+    clock = StepClock((w, n))
+    run(cfg, ctx.out_dir / "probe" / name, device=ctx.device, parent_id=ctx.run_id, hooks=[clock])
+    return clock.seconds(w, n) / (n - w)
+
+
 def _train_one(ctx: RunContext, name: str) -> dict[str, Any]:
-    steps = ctx.config["best_steps"] if name == ctx.config["best"] else ctx.config["other_steps"]
+    """Probe the step time, train for the budget, count FLOPs; the table's row."""
+    step_seconds = _step_seconds(ctx, name)
+    steps = max(MIN_STEPS, int(ctx.config["budget_seconds"] / step_seconds))
     cfg = compose(_overrides(ctx, name, steps))
-    m = run(cfg, ctx.out_dir / name, device=ctx.device, parent_id=ctx.run_id)
+    clock = StepClock((1, steps))
+    m = run(cfg, ctx.out_dir / name, device=ctx.device, parent_id=ctx.run_id, hooks=[clock])
     model = load_model(ctx.out_dir / name, device="cpu")
+    if hasattr(model, "tta"):
+        model.tta = "none"  # FLOPs of one view, as for the others
     c, h, w = cfg.data.shape
     flops = count_flops(model, (1, c, h, w))
+    plan = check_config(cfg)
+    n_train = len(plan.data.setup(plan.seed).train)
     return {
         "key": name,
         "model": MODELS[name],
         "params": flops.parameters,
         "mflops_per_image": flops.total / 1e6,
+        "batch_size": cfg.data.batch_size,
+        "step_seconds": step_seconds,
         "steps": m["step"],
+        "epochs": m["step"] * cfg.data.batch_size / n_train,
         "test_accuracy": m["test_accuracy"],
         "test_loss": m["test_loss"],
         "train_seconds": m["train_seconds"],
+        "timed_seconds": clock.seconds(1, steps),
         "samples_per_sec": m["samples_per_sec"],
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = "| model | params | MFLOPs/image (fwd) | steps | test accuracy | train seconds |\n"
-    head += "|---|---:|---:|---:|---:|---:|\n"
+def _table(rows: list[dict[str, Any]], budget: float) -> str:
+    head = (
+        f"Budget: {budget:.0f} s of training per model.\n\n"
+        "| model | params | MFLOPs/image (fwd) | batch | s/step (probe) | steps | epochs | "
+        "test accuracy | train seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
     body = "".join(
-        f"| {r['model']} | {r['params']:,} | {r['mflops_per_image']:.1f} | {r['steps']} | "
+        f"| {r['model']} | {r['params']:,} | {r['mflops_per_image']:.1f} | {r['batch_size']} | "
+        f"{r['step_seconds']:.3f} | {r['steps']} | {r['epochs']:.1f} | "
         f"{r['test_accuracy']:.4f} | {r['train_seconds']:.0f} |\n"
         for r in rows
     )
@@ -142,21 +262,25 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _plot_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for r in rows:
-        axes[0].scatter(r["params"] / 1e6, r["test_accuracy"], s=40)
-        label = f"{r['model']} ({r['steps']} steps)"
-        axes[0].annotate(label, (r["params"] / 1e6, r["test_accuracy"]))
-        axes[1].scatter(r["mflops_per_image"], r["test_accuracy"], s=40)
-        axes[1].annotate(r["model"], (r["mflops_per_image"], r["test_accuracy"]))
-    for ax in axes:
+        xs = (r["params"] / 1e6, r["mflops_per_image"], r["epochs"])
+        for ax, x in zip(axes, xs, strict=True):
+            ax.scatter(x, r["test_accuracy"], s=40)
+            ax.annotate(r["model"], (x, r["test_accuracy"]))
+    for ax, xlabel in zip(
+        axes,
+        ("parameters (millions)", "forward MFLOPs per 32x32 image", "epochs trained in the budget"),
+        strict=True,
+    ):
         ax.margins(x=0.35, y=0.1)
-    axes[0].set_xlabel("parameters (millions)")
-    axes[1].set_xlabel("forward MFLOPs per 32x32 image")
-    for ax in axes:
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("CIFAR-10 test accuracy")
         ax.grid(alpha=0.3)
-    fig.suptitle("CIFAR-10: accuracy vs size (each model's own step budget, see table.md)")
+    fig.suptitle(
+        f"CIFAR-10 under one budget of {ctx.config['budget_seconds']:.0f} s of training per "
+        "model (see table.md)"
+    )
     fig.tight_layout()
     ctx.savefig(fig, "accuracy_vs_size.png")
 
@@ -164,7 +288,7 @@ def _plot_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
 def _test_images(ctx: RunContext, k: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """The first test image of each class in turn (``k`` in all; the file may be sorted by
     class), normalised; their labels; and the data module."""
-    plan = check_config(compose(_overrides(ctx, ctx.config["best"], 1)))
+    plan = check_config(compose(_overrides(ctx, ctx.config["gradcam_model"], 1)))
     test = plan.data.setup(plan.seed).test
     labels = test.labels.numpy()
     rank = np.zeros_like(labels)  # how many earlier test images share each one's class
@@ -177,7 +301,7 @@ def _test_images(ctx: RunContext, k: int) -> tuple[torch.Tensor, torch.Tensor, A
 
 
 def _gradcam_figure(ctx: RunContext, name: str) -> float:
-    """Grad-CAM of the best model's last stage on test images; the share of maps peaking in the
+    """Grad-CAM of the ResNet's last stage on test images; the share of maps peaking in the
     central half of the image (a sanity figure: objects in CIFAR are mostly centred)."""
     model = load_model(ctx.out_dir / name, device="cpu")
     x, y, data = _test_images(ctx, ctx.config["gradcam_images"])
