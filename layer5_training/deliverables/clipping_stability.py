@@ -330,7 +330,10 @@ def _plot_heatmaps(
             ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("pre-clip global grad norm ‖g‖₂ (log)")
     fig.colorbar(mesh, ax=axes, label=f"steps × seeds per bin ({cfg['seeds']} seeds)")
-    fig.suptitle(f"Gradient-norm histograms over time at lr {lr:g} (past the edge)")
+    fig.suptitle(
+        f"Pre-clip gradient-norm histograms over time at lr {lr:g} (past the edge); "
+        "white: no steps there (a diverged run stops)"
+    )
     ctx.savefig(fig, "grad_norm_heatmaps.png")
 
 
@@ -388,13 +391,11 @@ def _plot_losses(
                 label=clip_label(*clip) if color is None else None,
             )
             color = line.get_color()
-            if r.diverged:
-                ax.scatter(
-                    [r.train_steps[-1] if r.train_steps else 0],
-                    [ax.get_ylim()[1]],
-                    marker="x",
-                    color=color,
-                )
+            finite = [
+                (t, v) for t, v in zip(r.train_steps, r.train_loss, strict=True) if math.isfinite(v)
+            ]
+            if r.diverged and finite:  # at the last finite loss before the stop
+                ax.scatter(*finite[-1], marker="x", color=color)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (log)")

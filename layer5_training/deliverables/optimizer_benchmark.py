@@ -267,10 +267,11 @@ def _plot_curves(ctx: RunContext, results: list[RunResult], summary: dict[str, A
             steps, mean, std = _band(runs, key)
             (line,) = ax.plot(steps, mean, label=f"{name} (lr {s['best_lr']:.3g})")
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    for ax, title in zip(axes, ("training loss (window mean)", "validation loss"), strict=True):
+    for ax, title in zip(axes, ("training loss (window means)", "validation loss"), strict=True):
         ax.set_xlabel("step")
-        ax.set_title(f"{title} at each optimiser's best LR, mean ± std over seeds")
+        ax.set_title(title)
         ax.grid(alpha=0.3)
+    fig.suptitle("Each optimiser at its best learning rate: mean ± std over seeds")
     axes[0].set_ylabel("cross-entropy (nats / char)")
     axes[1].legend(fontsize=8)
     ctx.savefig(fig, "curves.png")
@@ -293,14 +294,7 @@ def _plot_sensitivity(ctx: RunContext, summary: dict[str, Any]) -> None:
             if (~ok).any():
                 ax.scatter([lr], [ceiling], marker="x", s=60, color=line.get_color())
     ax.axhline(ceiling, color="grey", lw=0.5, ls=":")
-    ax.text(
-        ax.get_xlim()[0],
-        ceiling,
-        " x: diverged (loss non-finite or > factor x initial)",
-        va="bottom",
-        fontsize=8,
-        color="grey",
-    )
+    ax.scatter([], [], marker="x", color="grey", label="diverged seed(s), drawn at the top")
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (log)")
     ax.set_ylabel("final validation loss (nats / char)")
