@@ -28,6 +28,7 @@ mean final test loss), named in ``best_clip``. ``conclusion.md`` states what the
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -63,7 +64,7 @@ MNIST_CLASSES = [str(i) for i in range(10)]
         "divergence_factor": 3.0,
         "spike_ratio": 2.0,
         "spike_window": 20,
-        "hist_bins": 24,
+        "hist_bins": 40,
         "steps_per_column": 5,
     },
     full={"n_train": None, "n_test": None, "steps": 1000, "seeds": 5, "probe_steps": 300},
@@ -97,7 +98,7 @@ def clipping_stability(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("runs.json", [r.to_dict() for r in results])
     summary = summarise(results, clips, study_lrs, edge, cfg)
     ctx.write_json("summary.json", summary)
-    _plot_heatmaps(ctx, results, clips, study_lrs[1], cfg)
+    _plot_heatmaps(ctx, results, clips, study_lrs[:2], cfg)
     _plot_rates(ctx, summary, clips, study_lrs)
     _plot_losses(ctx, results, clips, study_lrs[1])
     ctx.write_text("conclusion.md", conclusion(summary, cfg))
@@ -296,43 +297,59 @@ def _padded(runs: list[RunResult], steps: int) -> np.ndarray:
     return out
 
 
+def _runs_at(results: list[RunResult], lr: float, clip: tuple[str, float | None]) -> list:
+    return [
+        r
+        for r in results
+        if r.spec["lr"] == lr and (r.spec["clip"], r.spec["clip_threshold"]) == clip
+    ]
+
+
 def _plot_heatmaps(
     ctx: RunContext,
     results: list[RunResult],
     clips: list[tuple[str, float | None]],
-    lr: float,
+    lrs: list[float],
     cfg: dict[str, Any],
 ) -> None:
+    """One row per rate (the edge, the first past it), one column per clipping setting; shared
+    log-norm bins and colour scale."""
     plt = pyplot()
-    norms = {
-        c: _padded(
-            [
-                r
-                for r in results
-                if r.spec["lr"] == lr and (r.spec["clip"], r.spec["clip_threshold"]) == c
-            ],
-            cfg["steps"],
-        )
-        for c in clips
-    }
+    norms = {(lr, c): _padded(_runs_at(results, lr, c), cfg["steps"]) for lr in lrs for c in clips}
     edges = log_edges(np.concatenate([n.ravel() for n in norms.values()]), cfg["hist_bins"])
-    fig, axes = plt.subplots(1, len(clips), figsize=(3.4 * len(clips), 4), sharey=True)
+    counts = {k: histogram_over_time(v, edges, cfg["steps_per_column"]) for k, v in norms.items()}
+    top = max(int(c.max()) for c in counts.values())
+    fig, axes = plt.subplots(
+        len(lrs),
+        len(clips),
+        figsize=(3.2 * len(clips), 3.2 * len(lrs)),
+        sharey=True,
+        squeeze=False,
+    )
     x_edges = np.arange(0, cfg["steps"] + cfg["steps_per_column"], cfg["steps_per_column"])
-    for ax, clip in zip(axes, clips, strict=True):
-        counts = histogram_over_time(norms[clip], edges, cfg["steps_per_column"])
-        shown = np.ma.masked_equal(counts, 0)
-        mesh = ax.pcolormesh(x_edges[: counts.shape[1] + 1], edges, shown, cmap="viridis")
+    for (row, lr), (col, clip) in itertools.product(enumerate(lrs), enumerate(clips)):
+        ax, grid = axes[row, col], counts[(lr, clip)]
+        mesh = ax.pcolormesh(
+            x_edges[: grid.shape[1] + 1],
+            edges,
+            np.ma.masked_equal(grid, 0),
+            cmap="viridis",
+            vmin=1,
+            vmax=max(top, 1),
+        )
         ax.set_yscale("log")
-        ax.set_title(f"clip {clip_label(*clip)}", fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_title(f"lr {lr:g}, clip {clip_label(*clip)}", fontsize=9)
         if clip[0] == "norm":
             ax.axhline(clip[1], color="red", lw=1, ls="--", label="threshold c")
             ax.legend(fontsize=7, loc="lower right")
-    axes[0].set_ylabel("pre-clip global grad norm ‖g‖₂ (log)")
+        if row == len(lrs) - 1:
+            ax.set_xlabel("step")
+        if col == 0:
+            ax.set_ylabel("pre-clip ‖g‖₂ (log)")
     fig.colorbar(mesh, ax=axes, label=f"steps × seeds per bin ({cfg['seeds']} seeds)")
     fig.suptitle(
-        f"Pre-clip gradient-norm histograms over time at lr {lr:g} (past the edge); "
-        "white: no steps there (a diverged run stops)"
+        f"Pre-clip gradient-norm histograms over time (edge lr {lrs[0]:g} and past it); "
+        "white: no steps (a diverged run stops)"
     )
     ctx.savefig(fig, "grad_norm_heatmaps.png")
 
@@ -376,13 +393,8 @@ def _plot_losses(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for clip in clips:
-        runs = [
-            r
-            for r in results
-            if r.spec["lr"] == lr and (r.spec["clip"], r.spec["clip_threshold"]) == clip
-        ]
         color = None
-        for r in runs:
+        for r in _runs_at(results, lr, clip):
             (line,) = ax.plot(
                 r.train_steps,
                 r.train_loss,
