@@ -3,12 +3,13 @@ training budget (``budget_seconds`` each), compared by parameters, FLOPs, steps,
 accuracy and measured training seconds; then Grad-CAM of a trained ResNet's last stage.
 
 **Equal budget.** Each model first runs a short probe (``warmup_steps`` steps, then
-``probe_steps`` timed ones) with its own recipe; its step time t sets ``max_steps =
-⌊budget_seconds / t⌋``, so that the one-cycle schedule completes inside the budget. A fast
-model gets more steps (epochs) in the same seconds, which is the comparison that matters when
-compute is what is scarce. The reported ``train_seconds`` is the trainer's measured training
-time (evaluation and checkpoints excluded); ``timed_seconds`` is steps 2..n timed by a hook that
-synchronises the device first (on CUDA the trainer's clock does not wait for queued kernels).
+``probe_steps`` timed ones) with its own recipe in each of ``precisions``; the faster precision
+trains, and its step time t sets ``max_steps = ⌊budget_seconds / t⌋``, so that the one-cycle
+schedule completes inside the budget. A fast model gets more steps (epochs) in the same
+seconds, which is the comparison that matters when compute is what is scarce. The reported
+``train_seconds`` is the trainer's measured training time (evaluation and checkpoints
+excluded); ``timed_seconds`` is steps 2..n timed by a hook that synchronises the device first
+(on CUDA the trainer's clock does not wait for queued kernels).
 
 **Recipes.** ResNet, ConvNeXt and EfficientNet share the layer-4 recipe (crop + flip, label
 smoothing 0.1, SGD-Nesterov with a one-cycle LR, flip test-time augmentation); the
@@ -17,7 +18,7 @@ batch size and learning rate, weight decay 0.0153 / 11.5 ≈ 1.33e-3 (airbench's
 expressed for torch's SGD), label smoothing 0.2, 2-pixel translate + flip, flip + translate
 test-time augmentation (in the model, so the task's flip TTA is off for it).
 
-Every sub-run is a run folder inside this run's (``<model>/`` and ``probe/<model>/``).
+Every sub-run is a run folder inside this run's (``<model>/`` and ``probe/<model>-<precision>/``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MODELS = {
     "efficientnet_cifar": "EfficientNet-small",
 }
 GRADCAM_MODELS = ("resnet20", "resnet18")  # a last stage with a spatial layout (8x8, 4x4)
+PRECISIONS = ("fp32", "bf16")
 MIN_STEPS = 8  # the one-cycle schedule's warm-up (25% of the steps) must span a step
 
 
@@ -55,7 +57,9 @@ MIN_STEPS = 8  # the one-cycle schedule's warm-up (25% of the steps) must span a
         "models": ["airbench_cifar", "resnet20", "convnext_cifar", "efficientnet_cifar"],
         "eval_batch_size": 500,
         "num_workers": 0,
-        "precision": "bf16",  # autocast: 0.17 s/step vs 0.30 fp32 for ResNet-20 on this CPU
+        # probed, the faster trains: bf16 autocast halves ResNet-20's step here (0.17 vs 0.30 s)
+        # but slows the depthwise convolutions of EfficientNet
+        "precisions": ["bf16", "fp32"],
         "channels_last": False,  # no gain on this CPU (0.297 vs 0.304 s/step)
         "compile": False,
         # the layer-4 recipe (ResNet, ConvNeXt, EfficientNet)
@@ -126,6 +130,9 @@ def _check(cfg: dict[str, Any]) -> None:
         )
     if not cfg["budget_seconds"] > 0:
         raise ValueError(f"budget_seconds={cfg['budget_seconds']}: expected > 0")
+    unknown = set(cfg["precisions"]) - set(PRECISIONS)
+    if unknown or not cfg["precisions"]:
+        raise ValueError(f"precisions={cfg['precisions']}: expected some of {PRECISIONS}")
     if cfg["warmup_steps"] < 1 or cfg["probe_steps"] < 1:
         raise ValueError(
             f"warmup_steps={cfg['warmup_steps']}, probe_steps={cfg['probe_steps']}: "
@@ -182,7 +189,7 @@ def _recipe(ctx: RunContext, name: str) -> list[str]:
     return out
 
 
-def _overrides(ctx: RunContext, name: str, steps: int) -> list[str]:
+def _overrides(ctx: RunContext, name: str, steps: int, precision: str) -> list[str]:
     cfg = ctx.config
     out = [
         "experiment=cifar_resnet20",
@@ -191,7 +198,7 @@ def _overrides(ctx: RunContext, name: str, steps: int) -> list[str]:
         f"data.source={cfg['data_source']}",
         f"data.eval_batch_size={cfg['eval_batch_size']}",
         f"data.num_workers={cfg['num_workers']}",
-        f"trainer.precision={cfg['precision']}",
+        f"trainer.precision={precision}",
         f"trainer.compile={cfg['compile']}",
         f"trainer.max_steps={steps}",
         f"trainer.log_every={max(1, min(50, steps // 4))}",
@@ -204,21 +211,26 @@ def _overrides(ctx: RunContext, name: str, steps: int) -> list[str]:
     return out
 
 
-def _step_seconds(ctx: RunContext, name: str) -> float:
+def _step_seconds(ctx: RunContext, name: str, precision: str) -> float:
     """The model's mean training-step time over ``probe_steps`` steps after ``warmup_steps``
     (a short run of its own, evaluated on one batch only)."""
     w, n = ctx.config["warmup_steps"], ctx.config["warmup_steps"] + ctx.config["probe_steps"]
-    cfg = compose([*_overrides(ctx, name, n), f"trainer.log_every={n}", "trainer.eval_batches=1"])
+    overrides = _overrides(ctx, name, n, precision)
+    cfg = compose([*overrides, f"trainer.log_every={n}", "trainer.eval_batches=1"])
     clock = StepClock((w, n))
-    run(cfg, ctx.out_dir / "probe" / name, device=ctx.device, parent_id=ctx.run_id, hooks=[clock])
+    folder = ctx.out_dir / "probe" / f"{name}-{precision}"
+    run(cfg, folder, device=ctx.device, parent_id=ctx.run_id, hooks=[clock])
     return clock.seconds(w, n) / (n - w)
 
 
 def _train_one(ctx: RunContext, name: str) -> dict[str, Any]:
-    """Probe the step time, train for the budget, count FLOPs; the table's row."""
-    step_seconds = _step_seconds(ctx, name)
+    """Probe the step time in each precision, train the faster for the budget, count FLOPs;
+    the table's row."""
+    probes = {p: _step_seconds(ctx, name, p) for p in ctx.config["precisions"]}
+    precision = min(probes, key=probes.__getitem__)
+    step_seconds = probes[precision]
     steps = max(MIN_STEPS, int(ctx.config["budget_seconds"] / step_seconds))
-    cfg = compose(_overrides(ctx, name, steps))
+    cfg = compose(_overrides(ctx, name, steps, precision))
     clock = StepClock((1, steps))
     m = run(cfg, ctx.out_dir / name, device=ctx.device, parent_id=ctx.run_id, hooks=[clock])
     model = load_model(ctx.out_dir / name, device="cpu")
@@ -234,6 +246,8 @@ def _train_one(ctx: RunContext, name: str) -> dict[str, Any]:
         "params": flops.parameters,
         "mflops_per_image": flops.total / 1e6,
         "batch_size": cfg.data.batch_size,
+        "precision": precision,
+        "probe_seconds": probes,
         "step_seconds": step_seconds,
         "steps": m["step"],
         "epochs": m["step"] * cfg.data.batch_size / n_train,
@@ -248,12 +262,13 @@ def _train_one(ctx: RunContext, name: str) -> dict[str, Any]:
 def _table(rows: list[dict[str, Any]], budget: float) -> str:
     head = (
         f"Budget: {budget:.0f} s of training per model.\n\n"
-        "| model | params | MFLOPs/image (fwd) | batch | s/step (probe) | steps | epochs | "
-        "test accuracy | train seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| model | params | MFLOPs/image (fwd) | batch | precision | s/step (probe) | steps | "
+        "epochs | test accuracy | train seconds |\n"
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
         f"| {r['model']} | {r['params']:,} | {r['mflops_per_image']:.1f} | {r['batch_size']} | "
-        f"{r['step_seconds']:.3f} | {r['steps']} | {r['epochs']:.1f} | "
+        f"{r['precision']} | {r['step_seconds']:.3f} | {r['steps']} | {r['epochs']:.1f} | "
         f"{r['test_accuracy']:.4f} | {r['train_seconds']:.0f} |\n"
         for r in rows
     )
@@ -288,7 +303,7 @@ def _plot_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
 def _test_images(ctx: RunContext, k: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """The first test image of each class in turn (``k`` in all; the file may be sorted by
     class), normalised; their labels; and the data module."""
-    plan = check_config(compose(_overrides(ctx, ctx.config["gradcam_model"], 1)))
+    plan = check_config(compose(_overrides(ctx, ctx.config["gradcam_model"], 1, "fp32")))
     test = plan.data.setup(plan.seed).test
     labels = test.labels.numpy()
     rank = np.zeros_like(labels)  # how many earlier test images share each one's class

@@ -49,6 +49,7 @@ def test_flip_tta_scores_the_mean_of_the_image_and_its_mirror():
         ({"budget_seconds": 0.0}, "budget_seconds=0.0"),
         ({"gradcam_model": "airbench_cifar"}, "gradcam_model='airbench_cifar'"),
         ({"warmup_steps": 2, "probe_steps": 3}, "warmup_steps \\+ probe_steps = 5"),
+        ({"precisions": ["fp16"]}, "precisions=\\['fp16'\\]"),
     ],
 )
 def test_bad_configs_are_refused_by_name(tmp_path, overrides, message):
@@ -71,13 +72,15 @@ def test_deliverable_under_one_tiny_budget_on_synthetic_data(tmp_path):
     run = Path(next(tmp_path.rglob("table.json")).parent)
     rows = json.loads((run / "table.json").read_text())
     for r in rows:  # the budget sets the steps: ⌊budget / probed step time⌋, at least 8
+        assert r["precision"] == min(r["probe_seconds"], key=r["probe_seconds"].get)
+        assert r["step_seconds"] == r["probe_seconds"][r["precision"]]
         assert r["steps"] == max(MIN_STEPS, int(0.3 / r["step_seconds"]))
         assert r["epochs"] == pytest.approx(r["steps"] * r["batch_size"] / 64)
         assert 0 < r["timed_seconds"] and r["train_seconds"] > 0
     assert [r["batch_size"] for r in rows] == [32, 16]
     assert rows[0]["params"] == m["airbench_cifar_params"]
     assert "| ResNet-20 | 269,722 |" in (run / "table.md").read_text()
-    assert (run / "probe" / "airbench_cifar" / "manifest.json").exists()
+    assert (run / "probe" / "airbench_cifar-fp32" / "manifest.json").exists()
     for png in ("gradcam.png", "accuracy_vs_size.png"):
         assert (run / png).stat().st_size > 10_000
     assert 0 <= m["gradcam_mean_peak_in_centre"] <= 1
