@@ -1,13 +1,15 @@
 """``sweep``: the hyper-parameter workflow, end to end.
 
 An Optuna study over layer 3's Hydra pipeline (MNIST MLP on a subset by default): TPE samples
-learning rate, weight decay, width, batch size and optimiser; each trial is a pipeline run whose
-intermediate validation losses feed a median pruner; the study lives in SQLite
-(``<run>/study.db``) and two worker *processes* fill it at once, each knowing only the database
-URL and the study's name. Then the best trial's full config is written (``best_config.yaml``) and
-trained again with the one command printed in it, and the re-run's value is compared with the
-trial's. Plots: optimisation history, fANOVA parameter importances, parallel coordinates, the
-learning curves with the pruned trials visible, and the trials on a timeline by worker.
+learning rate, weight decay, width, batch size and optimiser (torch's AdamW and SGD through
+their configs, layer 5's Lion and Adafactor through ``configs/optim/scratch.yaml``); each trial
+is a pipeline run whose intermediate validation losses feed a median pruner; the study lives in
+SQLite (``<run>/study.db``) and two worker *processes* fill it at once, each knowing only the
+database URL and the study's name. Then the best trial's full config is written
+(``best_config.yaml``) and trained again with the one command printed in it, and the re-run's
+value is compared with the trial's. Plots: optimisation history, fANOVA parameter importances,
+parallel coordinates, the learning curves with the pruned trials visible, and the trials on a
+timeline by worker.
 
 Parallel workers finish in an order that depends on timing, so the set of trials (not the
 pipeline run of any one of them) varies between two sweeps with the same seed.
@@ -37,23 +39,23 @@ STUDY = "sweep"
     quick={
         "experiment": "mnist_mlp",
         "data_source": "real",
-        "n_train": 10000,
-        "n_test": 2000,
-        "max_steps": 300,
-        "eval_every": 25,
+        "n_train": 20000,
+        "n_test": 5000,
+        "max_steps": 400,
+        "eval_every": 50,
         "space": {
             "lr": [1.0e-4, 0.3],
             "weight_decay": [1.0e-5, 0.1],
             "width": [32, 64, 128, 256],
             "batch_size": [32, 64, 128, 256],
-            "optimizer": ["adamw", "sgd"],
+            "optimizer": ["adamw", "sgd", "scratch:lion", "scratch:adafactor"],
         },
-        "n_trials": 30,
+        "n_trials": 40,
         "n_workers": 2,
         "threads_per_worker": 1,
         "n_startup_trials": 8,
         "prune_startup_trials": 4,
-        "prune_warmup_steps": 50,
+        "prune_warmup_steps": 100,
     },
     full={"n_train": None, "n_test": None, "max_steps": 2000, "eval_every": 200, "n_trials": 100},
     headline=["best_value", "n_trials", "n_pruned", "rerun_value"],

@@ -18,11 +18,17 @@ is an ordinary pipeline run and its composed config can be written out and run a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+
+from layer3_framework.train import CONFIG_DIR
+from layer5_training.optim.registry import OPTIMIZERS
+
+OPTIM_FILES = {p.stem for p in (CONFIG_DIR / "optim").glob("*.yaml")}
 
 
 class SearchSpaceError(ValueError):
@@ -39,9 +45,26 @@ class Parameter:
 
 
 def _optimizer_overrides(name: str) -> list[str]:
-    if name.startswith("scratch:"):
-        return ["optim=scratch", f"optim.optimizer.name={name.removeprefix('scratch:')}"]
-    return [f"optim={name}"]
+    """``optim=<name>``, or for ``scratch:<name>`` the scratch config switched to that optimiser,
+    its ``betas`` removed when the optimiser takes none (SGD, RMSprop, Adagrad, Adafactor)."""
+    if not name.startswith("scratch:"):
+        return [f"optim={name}"]
+    scratch = name.removeprefix("scratch:")
+    overrides = ["optim=scratch", f"optim.optimizer.name={scratch}"]
+    if "betas" not in inspect.signature(OPTIMIZERS[scratch]).parameters:
+        overrides.append("~optim.optimizer.betas")
+    return overrides
+
+
+def _check_optimizers(names: Sequence[str]) -> None:
+    for name in names:
+        scratch = str(name).removeprefix("scratch:")
+        known = scratch in OPTIMIZERS if str(name).startswith("scratch:") else name in OPTIM_FILES
+        if not known:
+            raise SearchSpaceError(
+                f"search space optimizer {name!r}: expected one of {sorted(OPTIM_FILES)} "
+                f"(configs/optim/) or scratch:<name> with a name of {sorted(OPTIMIZERS)}"
+            )
 
 
 PARAMETERS: dict[str, Parameter] = {
@@ -100,6 +123,8 @@ def check_space(space: Mapping[str, Any]) -> None:
             _check_range(name, spec)
         else:
             _check_choices(name, spec)
+    if "optimizer" in space:
+        _check_optimizers(space["optimizer"])
 
 
 def sample(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:

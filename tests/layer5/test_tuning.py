@@ -132,7 +132,7 @@ SPACE = {
 }
 
 
-def test_sampled_values_become_the_composed_config():
+def test_sampled_values_become_the_composed_config(tmp_path):
     params = {"lr": 0.0123, "weight_decay": 3e-4, "width": 16, "batch_size": 32, "optimizer": "sgd"}
     assert sample(optuna.trial.FixedTrial(params), SPACE) == params
     cfg = compose([*TINY, *to_overrides(params)])
@@ -140,8 +140,13 @@ def test_sampled_values_become_the_composed_config():
     assert cfg.optim.lr == 0.0123 and cfg.optim.optimizer.lr == 0.0123
     assert cfg.optim.optimizer.weight_decay == 3e-4
     assert list(cfg.model.hidden) == [16] and cfg.data.batch_size == 32
-    scratch = to_overrides({"optimizer": "scratch:lion"})
-    assert scratch == ["optim=scratch", "optim.optimizer.name=lion"]
+    lion = compose([*TINY, *to_overrides({"optimizer": "scratch:lion"})]).optim.optimizer
+    assert lion.name == "lion" and list(lion.betas) == [0.9, 0.999]
+    # Adafactor takes no betas: the scratch config's are removed, and the trial trains
+    adafactor = compose([*TINY, *to_overrides({"optimizer": "scratch:adafactor", "lr": 0.01})])
+    node = adafactor.optim.optimizer
+    assert node.name == "adafactor" and "betas" not in node
+    assert np.isfinite(run(adafactor, tmp_path / "adafactor")["test_loss"])
 
 
 def test_lr_is_drawn_log_uniformly():
@@ -165,6 +170,8 @@ def test_lr_is_drawn_log_uniformly():
         ({"lr": [0.0, 0.1]}, "0 < low < high"),
         ({"width": []}, "width=\\[\\]: expected a non-empty list"),
         ({}, "the search space is empty"),
+        ({"optimizer": ["adamw", "lamb"]}, "optimizer 'lamb': expected one of .*'sgd'"),
+        ({"optimizer": ["scratch:lamb"]}, "scratch:<name> with a name of .*'lion'"),
     ],
 )
 def test_bad_search_spaces_are_clear_errors(space, match):
