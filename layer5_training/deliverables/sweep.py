@@ -189,15 +189,17 @@ def _plots(ctx: RunContext, study: optuna.Study) -> list[str]:
     with warnings.catch_warnings():  # optuna's matplotlib plots are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_optimization_history(study, target_name="test loss")
-        ax.set_title("Optimisation history: test loss per trial, best so far")
+        ax.set_title("Optimisation history: test loss per trial, best so far", loc="left")
         ctx.savefig(ax.figure, "optimization_history")
         ax = ovm.plot_parallel_coordinate(study, target_name="test loss")
-        ax.set_title("Parallel coordinates: completed trials, coloured by test loss")
+        ax.set_title("Parallel coordinates: completed trials, coloured by test loss", loc="left")
         ctx.savefig(ax.figure, "parallel_coordinates")
         if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=ctx.seed)
             ax = ovm.plot_param_importances(study, evaluator=evaluator, target_name="test loss")
-            ax.set_title("Hyper-parameter importances (fANOVA over the completed trials)")
+            ax.set_title(
+                "Hyper-parameter importances (fANOVA over the completed trials)", loc="left"
+            )
             ctx.savefig(ax.figure, "param_importances")
             names.append("param_importances")
     _plot_curves(ctx, study)
