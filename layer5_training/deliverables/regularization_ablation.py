@@ -323,8 +323,8 @@ def _table(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
 
 def _plot_gaps(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
     plt = pyplot()
-    names = [r["name"].replace("_", "\n") for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = [r["name"].replace("_", " ") for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     panels = [
         ("gap", "train acc - test acc", "accuracy gap"),
         ("loss_gap", "test loss - train loss", "loss gap"),
@@ -336,9 +336,10 @@ def _plot_gaps(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
         )
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
         ax.axhline(values[0], color="grey", ls="--", lw=1, label="baseline")
+        ax.tick_params(axis="x", labelrotation=25)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} (eval mode, un-augmented train images)")
-        ax.legend()
+        ax.legend(loc="upper right")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Generalisation gap per regulariser, CIFAR-10 subset, RegCNN")
     fig.tight_layout()
@@ -354,16 +355,19 @@ def _plot_lr_grid(ctx: RunContext, grid: dict[str, Any], threshold: float) -> No
         lrs = np.array([p["lr"] for p in pts])
         loss = np.array([p["final_train_loss"] for p in pts])
         shown = np.where(np.isfinite(loss), np.minimum(loss, cap), cap)
-        (line,) = ax.plot(lrs, shown, marker="o", label=f"{norm} ({lr_range(pts)['count']} train)")
         bad = ~np.isfinite(loss)
+        label = f"{norm}: {lr_range(pts)['count']} of {len(pts)} train"
+        if bad.any():
+            label += ", NaN at " + ", ".join(f"{lr:g}" for lr in lrs[bad])
+        (line,) = ax.plot(lrs, shown, marker="o", label=label)
         ax.scatter(lrs[bad], shown[bad], marker="x", s=80, color=line.get_color())
-    ax.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    ax.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold: {threshold:.2f}")
     ax.set_xscale("log")
     ax.set_ylim(0, cap * 1.05)
     ax.set_xlabel("learning rate (SGD + momentum, constant)")
     ax.set_ylabel(f"final train loss (capped at {cap:.1f}; x: NaN)")
     ax.set_title("Which learning rates train, per normalisation")
-    ax.legend()
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     ctx.savefig(fig, "lr_range.png")
