@@ -2,10 +2,10 @@
 
 The model is ~1M parameters in four tensors shaped like a 512 → 1024 → 512 MLP (two weight
 matrices, two biases), float32, with fixed random gradients; only ``optimizer.step()`` is timed
-(median of ``--steps`` after ``--warmup``), so the figure is the update's own cost. torch runs
-twice: ``foreach=False`` (a per-tensor loop, the same structure as ours) and its default (on
-CPU also the per-tensor loop; on CUDA the multi-tensor ``foreach`` kernels). Lion has no torch
-class: its ratios are null.
+(median of ``--steps`` after ``--warmup``, ours and torch's stepped in turn), so the figure is
+the update's own cost. torch runs twice: ``foreach=False`` (a per-tensor loop, the same
+structure as ours) and its default (on CPU also the per-tensor loop; on CUDA the multi-tensor
+``foreach`` kernels). Lion has no torch class: its ratios are null.
 
 Run under the CPU lock on the shared machine:
 ``flock /tmp/dlstack-cpu.lock .venv/bin/python benchmarks/optimizers.py``. The last line is one
@@ -26,6 +26,7 @@ import torch
 from layer5_training.optim.registry import OPTIMIZERS
 
 SHAPES = [(1024, 512), (1024,), (512, 1024), (512,)]
+Builder = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 HYPER = {"sgd": {"momentum": 0.9, "nesterov": True}, "rmsprop": {"momentum": 0.9}}
 TORCH = {
     "sgd": torch.optim.SGD,
@@ -47,44 +48,51 @@ def _params(device: torch.device) -> list[torch.Tensor]:
     return params
 
 
-def time_steps(build: Callable[[list[torch.Tensor]], torch.optim.Optimizer], device, steps, warmup):
-    """Median milliseconds of one ``step()`` of the optimiser ``build`` makes."""
-    opt = build(_params(device))
-    times = []
+def time_interleaved(builds: dict[str, Builder], device, steps: int, warmup: int) -> dict:
+    """Median milliseconds of one ``step()`` per optimiser, the optimisers stepped in turn.
+
+    Interleaving puts ours and torch's under the same background load at each moment, so the
+    ratio stays honest on a shared machine even when the absolute times drift.
+    """
+    opts = {k: build(_params(device)) for k, build in builds.items()}
+    times: dict[str, list[float]] = {k: [] for k in opts}
     for i in range(steps + warmup):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
+        for k, opt in opts.items():
+            _sync(device)
+            start = time.perf_counter()
+            opt.step()
+            _sync(device)
+            if i >= warmup:
+                times[k].append(1e3 * (time.perf_counter() - start))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench(name: str, device: torch.device, steps: int, warmup: int) -> dict[str, float | None]:
     hyper = {"lr": 1e-3, **HYPER.get(name, {})}
-    row: dict[str, float | None] = {
-        "ours_ms": time_steps(lambda p: OPTIMIZERS[name](p, **hyper), device, steps, warmup)
-    }
+    builds: dict[str, Builder] = {"ours_ms": lambda p: OPTIMIZERS[name](p, **hyper)}
     theirs = TORCH.get(name)
-    if theirs is None:
-        row.update(torch_loop_ms=None, torch_default_ms=None, ratio_loop=None, ratio_default=None)
-        return row
-    row["torch_loop_ms"] = time_steps(
-        lambda p: theirs(p, foreach=False, **hyper), device, steps, warmup
-    )
-    row["torch_default_ms"] = time_steps(lambda p: theirs(p, **hyper), device, steps, warmup)
-    row["ratio_loop"] = row["ours_ms"] / row["torch_loop_ms"]
-    row["ratio_default"] = row["ours_ms"] / row["torch_default_ms"]
+    if theirs is not None:
+        builds["torch_loop_ms"] = lambda p: theirs(p, foreach=False, **hyper)
+        builds["torch_default_ms"] = lambda p: theirs(p, **hyper)
+    row: dict[str, float | None] = {
+        "torch_loop_ms": None, "torch_default_ms": None, "ratio_loop": None, "ratio_default": None,
+        **time_interleaved(builds, device, steps, warmup),
+    }  # fmt: skip
+    if theirs is not None:
+        row["ratio_loop"] = row["ours_ms"] / row["torch_loop_ms"]
+        row["ratio_default"] = row["ours_ms"] / row["torch_default_ms"]
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -65,7 +65,7 @@ class Adagrad(PerParameterOptimizer):
     ) -> None:
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param
+            grad = grad.add(param, alpha=group["weight_decay"])
         rate = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"].addcmul_(grad, grad, value=1)
-        param.addcdiv_(grad, state["sum"].sqrt() + group["eps"], value=-rate)
+        param.addcdiv_(grad, state["sum"].sqrt().add_(group["eps"]), value=-rate)

@@ -82,14 +82,14 @@ class Adam(PerParameterOptimizer):
             if self.decoupled:
                 param.mul_(1 - lr * wd)
             else:
-                grad = grad + wd * param
+                grad = grad.add(param, alpha=wd)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_(grad, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         if group["amsgrad"]:
             v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
         # bias corrections: m/(1-β₁ᵗ) and √(v/(1-β₂ᵗ)) undo the zero initialisation
-        denom = v.sqrt() / math.sqrt(1 - beta2**t) + group["eps"]
+        denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(group["eps"])
         param.addcdiv_(m, denom, value=-lr / (1 - beta1**t))
 
 

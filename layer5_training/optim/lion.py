@@ -53,6 +53,6 @@ class Lion(PerParameterOptimizer):
     ) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
         m = state["exp_avg"]
-        direction = torch.sign(beta1 * m + (1 - beta1) * grad)  # c_t's sign, from m_{t−1}
+        direction = m.lerp(grad, 1 - beta1).sign_()  # sign(c_t), c_t = β₁m_{t−1} + (1−β₁)g
         param.mul_(1 - lr * group["weight_decay"]).add_(direction, alpha=-lr)
         m.mul_(beta2).add_(grad, alpha=1 - beta2)

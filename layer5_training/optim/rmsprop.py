@@ -75,16 +75,16 @@ class RMSprop(PerParameterOptimizer):
         alpha = group["alpha"]
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param
+            grad = grad.add(param, alpha=group["weight_decay"])
         square_avg = state["square_avg"]
         square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         if group["centered"]:
             grad_avg = state["grad_avg"]
             grad_avg.mul_(alpha).add_(grad, alpha=1 - alpha)
-            rms = (square_avg - grad_avg * grad_avg).sqrt()
+            rms = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
         else:
             rms = square_avg.sqrt()
-        rms = rms + group["eps"]
+        rms.add_(group["eps"])
         if group["momentum"] > 0:
             buf = state["momentum_buffer"]
             buf.mul_(group["momentum"]).addcdiv_(grad, rms)

@@ -63,7 +63,7 @@ class SGD(PerParameterOptimizer):
         self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param
+            grad = grad.add(param, alpha=group["weight_decay"])
         momentum = group["momentum"]
         if momentum != 0:
             buf = state.get("momentum_buffer")
@@ -71,5 +71,5 @@ class SGD(PerParameterOptimizer):
                 buf = state["momentum_buffer"] = grad.detach().clone()
             else:
                 buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
-            grad = grad + momentum * buf if group["nesterov"] else buf
+            grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
         param.add_(grad, alpha=-group["lr"])
