@@ -16,6 +16,10 @@ flattened), AdamW. Parts, each compared with something independent:
    a fitted ``α + M/β`` ring model; the step time of the same global batch on 1 rank and on
    2 ranks (both with one thread per rank, ``OMP_NUM_THREADS=1``); the predicted speed-up at
    N = 2…64 (with and without overlapping backward) and its N = 2 value against the measurement.
+   The model assumes each rank computes as fast as the lone process; on a shared 2-core machine
+   they do not (memory bandwidth, gloo's own threads), so the 2 ranks also run the compute alone
+   (no gradient exchange): ``compute_contention`` = that step time / (t_1/2), and the N = 2
+   prediction is repeated with the measured 2-rank compute time.
 """
 
 from __future__ import annotations
@@ -33,7 +37,11 @@ from layer5_training.distributed.accumulation import (
     batch_gradient,
     trainer_params,
 )
-from layer5_training.distributed.comm import fit_alpha_beta, predicted_speedup
+from layer5_training.distributed.comm import (
+    fit_alpha_beta,
+    predicted_speedup,
+    ring_allreduce_seconds,
+)
 from layer5_training.distributed.launch import launch, read_tensors
 from layer5_training.distributed.reference import Problem, trajectory
 from layer5_training.distributed.zero import STAGES, bytes_per_rank
@@ -52,13 +60,13 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
         "micro_batches": 4,
         "timing_steps": 40,
         "timing_warmup": 5,
-        "timing_batch": 512,
+        "timing_batch": 2048,
         "sizes": [4096, 65536, 1048576, 4194304, 16777216],
         "reps": 10,
         "max_n": 64,
         "timeout_s": 300,
     },
-    full={"hidden": [1024, 1024], "steps": 50, "timing_steps": 100, "timing_batch": 2048},
+    full={"hidden": [1024, 1024], "steps": 50, "timing_steps": 100, "timing_batch": 8192},
     headline=[
         "ddp_max_grad_diff",
         "fsdp_max_grad_diff",
@@ -138,6 +146,7 @@ def _two_ranks(cfg: dict, job: Path, grad_bytes: int) -> tuple[list[dict], dict]
         {"name": "fsdp", "key": "fsdp"},
         {"name": "zero1", "key": "zero1"},
         {"name": "ddp", "key": "timing", "record": False, "problem": str(job / "timing.pt")},
+        {"name": "compute", "key": "compute", "problem": str(job / "timing.pt")},
         {
             "name": "allreduce",
             "key": "allreduce",
@@ -217,6 +226,7 @@ def _comm_metrics(
     alpha, beta = fit_alpha_beta(sizes, seconds, 2)
     t1 = _median_step(one_rank, cfg["timing_warmup"])
     t2 = _median_step(traces["timing/seconds"], cfg["timing_warmup"])
+    t2_compute = _median_step(traces["compute/seconds"], cfg["timing_warmup"])
     ns = list(range(1, cfg["max_n"] + 1))
 
     def curve(overlap: bool) -> list[float]:
@@ -236,6 +246,10 @@ def _comm_metrics(
         "beta_bytes_per_s": beta,
         "step_seconds_1rank": t1,
         "step_seconds_2ranks": t2,
+        "step_seconds_2ranks_compute_only": t2_compute,
+        "compute_contention": t2_compute / (t1 / 2),  # 1: two ranks compute as fast as two cores
+        "speedup_predicted_n2_with_contention": t1
+        / (t2_compute + ring_allreduce_seconds(grad_bytes, 2, beta, alpha)),
         "samples_per_sec_1rank": cfg["timing_batch"] / t1,
         "samples_per_sec_2ranks": cfg["timing_batch"] / t2,
         "speedup_measured_n2": t1 / t2,
@@ -359,6 +373,17 @@ def _table(m: dict) -> str:
         ("speed-up at N=2, measured", f"{m['speedup_measured_n2']:.3f}"),
         ("speed-up at N=2, predicted (no overlap)", f"{m['speedup_predicted_n2']:.3f}"),
         ("speed-up at N=2, predicted (overlap)", f"{m['speedup_predicted_n2_overlap']:.3f}"),
+        ("step s, 1 rank / 2 ranks / 2 ranks compute only", _steps(m)),
+        ("compute contention (2-rank compute / (t_1/2))", f"{m['compute_contention']:.3f}"),
+        (
+            "speed-up at N=2, predicted from the 2-rank compute time",
+            f"{m['speedup_predicted_n2_with_contention']:.3f}",
+        ),
     ]
     lines = ["| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines) + "\n"
+
+
+def _steps(m: dict) -> str:
+    keys = ("step_seconds_1rank", "step_seconds_2ranks", "step_seconds_2ranks_compute_only")
+    return " / ".join(f"{m[k] * 1e3:.2f} ms" for k in keys)

@@ -36,7 +36,7 @@ from layer3_framework.models import MLPClassifier
 
 OPTIMIZERS = ("sgd", "adamw")
 
-__all__ = ["OPTIMIZERS", "Problem", "check_divides", "flat", "trajectory"]
+__all__ = ["OPTIMIZERS", "Problem", "check_divides", "compute_part", "flat", "trajectory"]
 
 
 def check_divides(global_batch: int, world: int) -> None:
@@ -160,3 +160,13 @@ def trajectory(
     if record:
         trace.update(grads=torch.stack(grads), params=torch.stack(after))
     return trace
+
+
+def compute_part(me: Any, problem: Problem, opts: dict[str, Any]) -> dict[str, Any]:
+    """Each rank trains a plain (unwrapped) replica on its shards with no gradient exchange:
+    the step time of the compute alone while the other ranks compute too (what sharing the
+    machine's cores and memory costs, apart from communication). Returns the traces (times)."""
+    check_divides(problem.global_batch, me.world)
+    model = problem.build_model().to(me.device)
+    optimizer = problem.make_optimizer(list(model.parameters()))
+    return trajectory(model, optimizer, problem, me.rank, me.world, record=False, device=me.device)

@@ -25,10 +25,11 @@ PARTS = {
     "ddp": "layer5_training.distributed.ddp:ddp_part",
     "fsdp": "layer5_training.distributed.fsdp:fsdp_part",
     "zero1": "layer5_training.distributed.zero:zero1_part",
+    "compute": "layer5_training.distributed.reference:compute_part",
     "allreduce": "layer5_training.distributed.comm:allreduce_part",
     "pipeline": "layer5_training.distributed.pipeline:pipeline_part",
 }
-NEEDS_PROBLEM = ("ddp", "fsdp", "zero1")
+NEEDS_PROBLEM = ("ddp", "fsdp", "zero1", "compute")
 
 __all__ = ["PARTS", "run_parts"]
 

@@ -17,8 +17,8 @@ TINY = {
     "timing_steps": 4,
     "timing_warmup": 1,
     "timing_batch": 16,
-    "sizes": [4096, 65536],
-    "reps": 2,
+    "sizes": [4096, 4194304],  # a wide span: the fitted bandwidth is the slope
+    "reps": 3,
     "max_n": 8,
     "timeout_s": 120,
 }
@@ -39,6 +39,7 @@ def test_distributed_deliverable_tiny(tmp_path):
     assert 0 < m["speedup_predicted"][1] <= 2 and m["speedup_measured_n2"] > 0
     overlap, plain = m["speedup_predicted_overlap"], m["speedup_predicted"]
     assert all(o >= p for o, p in zip(overlap, plain, strict=True))
+    assert m["compute_contention"] > 0 and m["speedup_predicted_n2_with_contention"] > 0
     assert m["grad_bytes"] == 4 * psi and m["grad_bytes"] in m["allreduce_sizes"]
     run = latest_run_dir("layer5_training", "distributed", tmp_path)
     assert json.loads((run / "metrics.json").read_text())["params"] == psi
