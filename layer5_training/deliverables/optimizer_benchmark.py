@@ -300,5 +300,5 @@ def _plot_sensitivity(ctx: RunContext, summary: dict[str, Any]) -> None:
     ax.set_ylabel("final validation loss (nats / char)")
     ax.set_title("LR sensitivity: final val loss per seed (dots) and mean over seeds (line)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no dot hidden
     ctx.savefig(fig, "lr_sensitivity.png")
