@@ -186,13 +186,14 @@ def _plots(ctx: RunContext, study: optuna.Study) -> list[str]:
 
     pyplot()  # the Agg backend before optuna's plots import pyplot
     names = ["optimization_history", "parallel_coordinates", "intermediate_values"]
+    # each title replaces optuna's (centred, but left-aligned on the importances)
     with warnings.catch_warnings():  # optuna's matplotlib plots are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_optimization_history(study, target_name="test loss")
-        ax.set_title("Optimisation history: test loss per trial, best so far", loc="left")
+        ax.set_title("Optimisation history: test loss per trial, best so far")
         ctx.savefig(ax.figure, "optimization_history")
         ax = ovm.plot_parallel_coordinate(study, target_name="test loss")
-        ax.set_title("Parallel coordinates: completed trials, coloured by test loss", loc="left")
+        ax.set_title("Parallel coordinates: completed trials, coloured by test loss")
         ctx.savefig(ax.figure, "parallel_coordinates")
         if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=ctx.seed)
