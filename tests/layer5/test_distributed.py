@@ -8,7 +8,10 @@ torchrun trains the one-process weights, and a run stopped at step k and resumed
 ends on the uninterrupted run's weights.
 """
 
+import functools
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +28,21 @@ from layer5_training.distributed.reference import Problem, check_divides, trajec
 
 WORKER = "layer5_training.distributed.worker"
 TOL = 1e-6
+PIPELINE = [
+    "model=mlp",
+    "model.hidden=[32]",
+    "data=mnist",
+    "data.source=synthetic",
+    "data.n_train=128",
+    "data.n_test=32",
+    "data.batch_size=16",
+    "optim=adamw",
+    "optim.total_steps=10",
+    "logger=jsonl",
+    "trainer.log_every=2",
+    "trainer.progress=false",
+    "device=cpu",
+]
 
 
 def _problem(steps: int = 4, batch: int = 16) -> Problem:
@@ -33,17 +51,44 @@ def _problem(steps: int = 4, batch: int = 16) -> Problem:
     return Problem(x, y, 5, [32], steps=steps, global_batch=batch, lr=1e-2)
 
 
+def _pipeline_runs(root: Path) -> list[dict]:
+    """Layer 3 pipeline runs under torchrun: 10 steps; 4 steps; those 4 resumed to 10."""
+    full, part = root / "full", root / "part"
+    return [
+        {"overrides": [*PIPELINE, "trainer.max_steps=10"], "run_dir": str(full)},
+        {"overrides": [*PIPELINE, "trainer.max_steps=4"], "run_dir": str(part)},
+        {
+            "overrides": [*PIPELINE, "trainer.max_steps=10", f"resume={part}"],
+            "run_dir": str(root / "resumed"),
+        },
+    ]
+
+
+@functools.cache
+def parity_job() -> tuple[dict, list[dict], Path]:
+    """ONE 2-rank torchrun job for every parity test (a launch costs ~7 s of CPU in imports):
+    DDP, FSDP2 and ZeRO-1 on :func:`parity_problem`, then the pipeline runs; rank 0's tensors,
+    every rank's result, the job folder. Also used by ``test_zero.py``."""
+    out = Path(tempfile.mkdtemp(prefix="dlstack-parity-"))
+    parity_problem().save(out / "problem.pt")
+    parts = [{"name": "ddp"}, {"name": "fsdp"}, {"name": "zero1"}]
+    parts.append({"name": "pipeline", "runs": _pipeline_runs(out)})
+    results = launch(WORKER, {"problem": str(out / "problem.pt"), "parts": parts}, out, nproc=2)
+    return read_tensors(out), results, out
+
+
+def parity_problem() -> Problem:
+    return _problem()
+
+
 @pytest.fixture(scope="module")
-def parallel(tmp_path_factory):
-    """One 2-rank job running DDP then FSDP2, and the one-process reference."""
-    out = tmp_path_factory.mktemp("ddp")
+def parallel():
+    """The parity job and the one-process reference."""
+    traces, results, _ = parity_job()
     problem = _problem()
-    problem.save(out / "problem.pt")
-    spec = {"problem": str(out / "problem.pt"), "parts": [{"name": "ddp"}, {"name": "fsdp"}]}
-    results = launch(WORKER, spec, out, nproc=2, timeout_s=120)
     model = problem.build_model()
     reference = trajectory(model, problem.make_optimizer(list(model.parameters())), problem)
-    return read_tensors(out), reference, results
+    return traces, reference, results
 
 
 @pytest.mark.slow
@@ -51,6 +96,7 @@ def parallel(tmp_path_factory):
 def test_parallel_gradients_equal_one_process_at_every_step(parallel, kind):
     traces, reference, results = parallel
     assert [r["world"] for r in results] == [2, 2]
+    assert reference["grads"].shape[0] == 4
     grads = traces[f"{kind}/grads"]
     assert grads.shape == reference["grads"].shape == (4, sum(reference["params"][0].shape))
     assert (grads - reference["grads"]).abs().max() <= TOL
@@ -114,42 +160,15 @@ def test_launch_rejects_a_bad_process_count(tmp_path):
         launch(WORKER, {"parts": []}, tmp_path, nproc=0)
 
 
-PIPELINE = [
-    "model=mlp",
-    "model.hidden=[32]",
-    "data=mnist",
-    "data.source=synthetic",
-    "data.n_train=128",
-    "data.n_test=32",
-    "data.batch_size=16",
-    "optim=adamw",
-    "optim.total_steps=10",
-    "logger=jsonl",
-    "trainer.log_every=2",
-    "trainer.progress=false",
-    "device=cpu",
-]
-
-
 @pytest.mark.slow
 def test_the_layer3_pipeline_under_torchrun_equals_one_process_and_resumes_exactly(tmp_path):
-    full, part = tmp_path / "full", tmp_path / "part"
-    runs = [
-        {"overrides": [*PIPELINE, "trainer.max_steps=10"], "run_dir": str(full)},
-        {"overrides": [*PIPELINE, "trainer.max_steps=4"], "run_dir": str(part)},
-        {
-            "overrides": [*PIPELINE, "trainer.max_steps=10", f"resume={part}"],
-            "run_dir": str(tmp_path / "resumed"),
-        },
-    ]
-    spec = {"parts": [{"name": "pipeline", "runs": runs}]}
-    results = launch(WORKER, spec, tmp_path / "job", nproc=2, timeout_s=240)
-    params = read_tensors(tmp_path / "job")
+    params, results, root = parity_job()
     assert all(info["replica_max_diff"] == 0.0 for info in results[0]["parts"]["pipeline"])
     assert (params["pipeline/2"] - params["pipeline/0"]).abs().max() == 0.0  # exact resume
     assert (params["pipeline/1"] - params["pipeline/0"]).abs().max() > 1e-4  # 4 steps != 10
     # rank 0 alone wrote the run record and checkpoints
-    assert (full / "manifest.json").exists() and list((full / "checkpoints").glob("*"))
+    assert (root / "full" / "manifest.json").exists()
+    assert list((root / "full" / "checkpoints").glob("*"))
     kept = {}
 
     def keep(trainer):

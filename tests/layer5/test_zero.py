@@ -5,28 +5,19 @@ paper's K·Ψ/N), and the paper's per-stage memory formula against hand-computed
 import math
 
 import pytest
-import torch
 
-from layer5_training.distributed.launch import launch, read_tensors
-from layer5_training.distributed.reference import Problem
 from layer5_training.distributed.zero import bytes_per_rank
-
-WORKER = "layer5_training.distributed.worker"
+from tests.layer5.test_distributed import parity_job, parity_problem
 
 
 @pytest.mark.slow
-def test_zero1_equals_ddp_and_shards_the_optimizer_state(tmp_path):
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(48, 13, generator=g), torch.randint(0, 3, (48,), generator=g)
-    problem = Problem(x, y, 3, [17], steps=5, global_batch=12, lr=1e-2)  # Ψ = 292: odd shards
-    problem.save(tmp_path / "problem.pt")
-    spec = {"problem": str(tmp_path / "problem.pt"), "parts": [{"name": "ddp"}, {"name": "zero1"}]}
-    results = launch(WORKER, spec, tmp_path, nproc=2, timeout_s=120)
-    traces = read_tensors(tmp_path)
+def test_zero1_equals_ddp_and_shards_the_optimizer_state():
+    traces, results, _ = parity_job()  # the one 2-rank job of the parity tests
     diff = (traces["zero1/params"] - traces["ddp/params"]).abs().max()
     assert diff <= 1e-6
     assert (traces["zero1/params"][-1] - traces["zero1/params"][0]).abs().max() > 1e-3  # it trains
-    psi = sum(p.numel() for p in problem.build_model().parameters())
+    psi = sum(p.numel() for p in parity_problem().build_model().parameters())
+    assert psi % 2 == 1  # odd: the two shards differ in length
     infos = [r["parts"]["zero1"] for r in results]
     assert [i["numel"] for i in infos] == [psi, psi]
     shard = math.ceil(psi / 2)
