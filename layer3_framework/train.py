@@ -447,10 +447,11 @@ def main(cfg: DictConfig) -> float:
             raise TrialFailed(f"error: {exc}") from None
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(
-        f"step {metrics['step']}: test_accuracy={metrics['test_accuracy']:.4f} "
-        f"test_loss={metrics['test_loss']:.4f} -> {out}"
-    )
+    if rank_and_world()[0] == 0:  # under torchrun, one summary line
+        print(
+            f"step {metrics['step']}: test_accuracy={metrics['test_accuracy']:.4f} "
+            f"test_loss={metrics['test_loss']:.4f} -> {out}"
+        )
     return float(metrics["test_loss"])
 
 
