@@ -209,7 +209,7 @@ def _outcome_of(
     if man is None or man.get("status") not in FINAL_STATUSES:
         identity = {"layer": layer, "deliverable": name, "kind": "deliverable"}
         man = close_dead_run(run, *dead_child(returncode), seconds=seconds, identity=identity)
-    status = "INTERRUPTED" if man["status"] == "interrupted" else "FAILED"
+    status = {"interrupted": "INTERRUPTED", "stopped": "STOPPED"}.get(man["status"], "FAILED")
     where = run / "error.txt" if (run / "error.txt").exists() else run
     why = _one_line(man.get("error")) or dead_child(returncode)[1]
     return Outcome(layer, name, status, seconds, {}, _shown(where), why=why)

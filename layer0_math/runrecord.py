@@ -7,6 +7,7 @@ folder before anything else happens and rewrites it when the run ends::
     running --(clean exit)------------------------------> ok           (+ the ``latest`` link)
             --(exception, incl. a full disk)------------> failed       (+ error, error.txt)
             --(Ctrl-C, SIGTERM)-------------------------> interrupted  (+ error)
+            --(RunStopped: ended on purpose, e.g. pruned)-> stopped      (+ error: the reason)
             --(kill -9: the process cannot say so)------> failed, written by the parent
                                                            that chose the folder
 
@@ -55,7 +56,7 @@ from layer0_math.files import TMP_MARK, atomic_write_bytes, is_partial
 
 SCHEMA_VERSION = 1  # manifests written before this field existed count as version 0
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FINAL_STATUSES = ("ok", "failed", "interrupted")  # after "running"
+FINAL_STATUSES = ("ok", "failed", "interrupted", "stopped")  # after "running"
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512, AMX); aarch64's "bf16" feature
 UNTRACKED_HASH_LIMIT = 64 * 2**20  # bytes of an untracked file hashed by content
@@ -63,6 +64,13 @@ UNTRACKED_HASH_LIMIT = 64 * 2**20  # bytes of an untracked file hashed by conten
 
 class MissingArtifactError(FileNotFoundError):
     """A lower layer's artifact is not in ``runs/``; the message names the command that makes it."""
+
+
+class RunStopped(Exception):  # noqa: N818 (a stop, not an error)
+    """Ends a run on purpose before its planned end (a tuner pruned a trial, an early-stopping
+    rule fired): the run is recorded ``stopped`` with this message and no traceback, then the
+    exception propagates to whoever asked for the stop. Subclass it beside a library's own
+    exception (e.g. ``optuna.TrialPruned``) so both sides read the stop correctly."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -582,6 +590,9 @@ def _record_exception(record: _Record, exc: BaseException) -> None:
         if isinstance(exc, KeyboardInterrupt):
             record.close("interrupted", f"interrupted by {signal_name(interrupt_signum(exc))}")
             return
+        if isinstance(exc, RunStopped):  # on purpose: the reason, no traceback
+            record.close("stopped", error_summary(exc))
+            return
         with contextlib.suppress(OSError):  # the status matters more than the traceback
             _write_traceback(record.ctx.out_dir)
         record.close("failed", error_summary(exc))
@@ -610,7 +621,8 @@ def open_run(
     ``run_dir`` given (a Hydra output folder, a sub-run's folder, the folder a layer runner
     chose): the run is written there; else into a new ``<runs_dir>/<layer>/<name>/<timestamp>/``.
     ``parent_id`` defaults to ``$DLSTACK_PARENT_RUN_ID``. The block's exception is recorded
-    (``failed``, or ``interrupted`` for Ctrl-C and SIGTERM) and re-raised; a clean exit records
+    (``failed``, ``interrupted`` for Ctrl-C and SIGTERM, ``stopped`` for a
+    :class:`RunStopped`) and re-raised; a clean exit records
     ``ok`` and points ``latest`` in the run's parent folder at it. Under torchrun only rank 0
     (``$RANK`` unset or 0) writes the record; the other ranks get the context alone.
     """
@@ -693,6 +705,7 @@ __all__ = [
     "REPO_ROOT",
     "SCHEMA_VERSION",
     "FINAL_STATUSES",
+    "RunStopped",
     "MissingArtifactError",
     "InterruptGuard",
     "RunContext",

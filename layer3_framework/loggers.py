@@ -1,10 +1,11 @@
 """Experiment logging: one small interface, several sinks, and no network.
 
 A :class:`Logger` receives ``log_metrics({"train/loss": 0.42, ...}, step)``, ``log_config(cfg)``
-once, and ``close(status)`` with the run's outcome (``ok``, ``failed`` or ``interrupted``, the
-run record's words). Used as a context manager (``with build_logger(...) as logger:``) it closes
-itself with the status the block ended with: ``ok`` on a clean exit, ``interrupted`` on Ctrl-C
-or SIGTERM (a ``KeyboardInterrupt``), ``failed`` on any other exception. Three sinks implement it:
+once, and ``close(status)`` with the run's outcome (``ok``, ``failed``, ``interrupted`` or
+``stopped``, the run record's words). Used as a context manager (``with build_logger(...) as
+logger:``) it closes itself with the status the block ended with: ``ok`` on a clean exit,
+``interrupted`` on Ctrl-C or SIGTERM (a ``KeyboardInterrupt``), ``stopped`` on a ``RunStopped``
+(a pruned trial), ``failed`` on any other exception. Three sinks implement it:
 
 - :class:`JsonlLogger` appends one JSON object per call to ``metrics.jsonl`` in the run folder —
   the plain-text record tests and scripts read (``read_jsonl``).
@@ -33,8 +34,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from layer0_math.runrecord import RunStopped
+
 BACKENDS = ("jsonl", "wandb", "mlflow")
-STATUSES = ("ok", "failed", "interrupted")  # layer0_math's run-record words
+STATUSES = ("ok", "failed", "interrupted", "stopped")  # layer0_math's run-record words
 
 
 class Logger(ABC):
@@ -65,6 +68,8 @@ def exit_status(exc: BaseException | None) -> str:
     """The run-record status of a block that ended with ``exc`` (None: a clean exit)."""
     if exc is None:
         return "ok"
+    if isinstance(exc, RunStopped):
+        return "stopped"
     return "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
 
 
@@ -150,7 +155,7 @@ class WandbLogger(Logger):
 # MLflow reads these at import and at client creation: no usage telemetry leaves the machine, and
 # its INFO lines (database migrations) stay out of the run's output.
 MLFLOW_QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
-MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "stopped": "KILLED"}
 LOCAL_STORES = ("sqlite:///", "file:")
 MLFLOW_PARAM_LIMIT = 6000  # characters MLflow keeps of a param's value
 

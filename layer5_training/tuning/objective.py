@@ -10,9 +10,9 @@ The trial stores what reproduces it as user attributes: its ``overrides`` (base 
 validation (at ``max_steps``, after the last hook call) is reported too, so each trial's curve in
 the study ends at its final value.
 
-A pruned trial raises :class:`optuna.TrialPruned` out of the run, and the run's manifest records
-it as ``failed`` with the pruning message (layer 0's run record has no status for a run stopped
-on purpose); the study's ``PRUNED`` state is the truth about it.
+A pruned trial raises :class:`~layer5_training.tuning.pruning.Pruned` (an
+``optuna.TrialPruned``) out of the run: its manifest records it ``stopped`` with the pruning
+message, and the study records the trial ``PRUNED``.
 """
 
 from __future__ import annotations

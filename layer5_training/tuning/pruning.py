@@ -16,8 +16,10 @@ median rule needs no budget bookkeeping and suits a fixed ``max_steps``.)
 (``run(cfg, dir, hooks=[hook])``): after every step it reads the evaluation records that have
 appeared in ``trainer.history`` since it last looked, reports each one to the trial
 (``trial.report(value, step)``), and raises :class:`optuna.TrialPruned` when
-``trial.should_prune()``. The exception ends the run (the trainer does not catch it) and Optuna
-records the trial as ``PRUNED``, its intermediate values kept in the study.
+``trial.should_prune()`` (as :class:`Pruned`, both an ``optuna.TrialPruned`` and layer 0's
+``RunStopped``). The exception ends the run (the trainer does not catch it): the run's manifest
+records it ``stopped`` with the reason and no traceback, and Optuna records the trial as
+``PRUNED``, its intermediate values kept in the study.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+
+from layer0_math.lab import RunStopped
+
+
+class Pruned(optuna.TrialPruned, RunStopped):
+    """A trial stopped by the pruner: ``PRUNED`` for Optuna, ``stopped`` in the run record."""
 
 
 class PruningHook:
@@ -46,7 +54,7 @@ class PruningHook:
             self.trial.report(value, step)
             self.reported.append((step, value))
             if self.trial.should_prune():
-                raise optuna.TrialPruned(
+                raise Pruned(
                     f"trial {self.trial.number} pruned at step {step}: {self.key}={value:.4g}"
                 )
 

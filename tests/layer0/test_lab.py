@@ -209,6 +209,20 @@ def test_open_run_records_failure_and_interrupt(tmp_path):
     assert _manifest(c.out_dir)["error"] == "interrupted by SIGINT"
 
 
+def test_a_run_stopped_on_purpose_is_recorded_stopped_without_a_traceback(tmp_path):
+    class Pruned(lab.RunStopped):
+        pass
+
+    with pytest.raises(Pruned):
+        with lab.open_run("layer9_x", "t", preset="q", seed=0, config={}, runs_dir=tmp_path) as c:
+            raise Pruned("pruned at step 40: eval/loss=2.3")
+    stopped = _manifest(c.out_dir)
+    assert stopped["status"] == "stopped"
+    assert stopped["error"] == "Pruned: pruned at step 40: eval/loss=2.3"
+    assert not (c.out_dir / "error.txt").exists()
+    assert not (c.out_dir.parent / "latest").exists()  # latest: the newest ok run only
+
+
 def test_summary_table_columns():
     table = lab.summary_table(
         [lab.Outcome("layer9_x", "d", "ok", 1.25, {"acc": 0.98765}, "runs/x")]

@@ -12,11 +12,12 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
+from layer3_framework.loggers import exit_status
 from layer3_framework.train import compose, run
 from layer5_training.tuning.__main__ import main as cli
 from layer5_training.tuning.best_config import write_best_config
 from layer5_training.tuning.objective import Objective
-from layer5_training.tuning.pruning import PruningHook, median_pruner
+from layer5_training.tuning.pruning import Pruned, PruningHook, median_pruner
 from layer5_training.tuning.search_space import SearchSpaceError, sample, to_overrides
 from layer5_training.tuning.study import (
     SweepError,
@@ -254,3 +255,16 @@ def test_bad_storage_urls_and_counts_are_clear_errors(tmp_path, capsys):
     assert "error: trials=0: expected a whole number >= 1" in capsys.readouterr().err
     assert cli(["worker", "--storage", "nonsense", "--study", "real", "--trials", "1"]) == 2
     assert "is not a database URL" in capsys.readouterr().err
+
+
+def test_a_pruned_run_is_recorded_stopped_and_is_pruned_for_optuna(tmp_path):
+    def prune_at_two(trainer):
+        if trainer.step == 2:
+            raise Pruned("trial 0 pruned at step 2")
+
+    with pytest.raises(optuna.TrialPruned):
+        run(compose(TINY), tmp_path / "t", hooks=[prune_at_two])
+    manifest = json.loads((tmp_path / "t/manifest.json").read_text())
+    assert manifest["status"] == "stopped" and "pruned at step 2" in manifest["error"]
+    assert not (tmp_path / "t/error.txt").exists()
+    assert exit_status(Pruned("x")) == "stopped"  # what the loggers (W&B, MLflow) are told
