@@ -189,9 +189,8 @@ class SelfAttention(nn.Module):
             self.last_attention = weights.detach()
         elif attn_mask is None and (t_k == t or not self.causal):
             # nothing cached before these tokens: the fused kernel's own (top-left) causal mask
-            y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout_p, is_causal=self.causal and t > 1
-            )
+            # (a plain bool, also for T = 1, so torch.export can trace a dynamic length)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
         else:
             mask = self._mask(t, t_k, attn_mask, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)

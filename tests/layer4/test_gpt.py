@@ -180,3 +180,15 @@ def test_bad_sequences_and_prompts_are_refused():
     with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=-1)
     assert GPTConfig(5).hidden_dim == 352  # 8/3 · 128 = 341.3 -> next multiple of 32
+
+
+def test_gpt_traces_with_torch_export_at_a_dynamic_batch_and_length():
+    # what layer 6's ONNX export stands on: one graph for every batch size and length
+    torch.manual_seed(0)
+    model = GPT(vocab_size=17, n_layer=1, n_head=2, n_embd=16, block_size=32).eval()
+    dims = {0: torch.export.Dim("batch", max=8), 1: torch.export.Dim("seq", max=32)}
+    program = torch.export.export(model, (torch.randint(0, 17, (2, 5)),), dynamic_shapes=(dims,))
+    for shape in [(3, 9), (1, 1), (2, 32)]:
+        idx = torch.randint(0, 17, shape)
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(idx), model(idx), rtol=0, atol=1e-6)
