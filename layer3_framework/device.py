@@ -9,6 +9,9 @@ for a GPU must not quietly spend hours on a CPU.
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import torch
 
 KNOWN_DEVICES = ("cuda", "mps", "cpu")
@@ -50,3 +53,18 @@ def resolve_device(requested: str | None = None) -> torch.device:
     if kind == "mps" and not _mps_available():
         raise RuntimeError(f"device {requested!r} requested but MPS is not available here")
     return torch.device(requested)
+
+
+def join_process_group(dev: torch.device, timeout_s: float = 600.0) -> torch.device:
+    """Under torchrun (``WORLD_SIZE`` set, also to 1) join the process group if not yet joined:
+    NCCL and ``cuda:LOCAL_RANK`` on CUDA, else gloo on ``dev``; the device this rank trains on.
+    A group of one changes nothing: the trainer averages gradients only when ``world > 1``."""
+    if "WORLD_SIZE" not in os.environ:
+        return dev
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return dev

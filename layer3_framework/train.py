@@ -57,7 +57,6 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ from layer0_math.lab import RunContext, open_run, runs_root
 from layer3_framework import checkpoint
 from layer3_framework.checkpoint import CheckpointError, ResumeError
 from layer3_framework.data import DataModule, rank_and_world
-from layer3_framework.device import resolve_device
+from layer3_framework.device import join_process_group, resolve_device
 from layer3_framework.ema import EMA
 from layer3_framework.loggers import LoggerConfig, build_logger
 from layer3_framework.metrics import perplexity
@@ -268,20 +267,6 @@ def run(
         if rank_and_world()[0] == 0:
             ctx.record_metrics(metrics)
     return metrics
-
-
-def join_process_group(dev: torch.device, timeout_s: float = 600.0) -> torch.device:
-    """Under torchrun (``WORLD_SIZE`` > 1) join the process group if not yet joined: NCCL and
-    ``cuda:LOCAL_RANK`` on CUDA, else gloo on ``dev``; the device this rank trains on."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return dev
-    if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-    return dev
 
 
 def _train(

@@ -28,7 +28,6 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from layer0_math.runrecord import write_json
+from layer3_framework.device import join_process_group
 
 __all__ = [
     "DistributedError",
@@ -64,15 +64,10 @@ class Rank:
 def init_process_group(timeout_s: float = 60.0) -> Rank:
     """Join torchrun's process group: NCCL and ``cuda:LOCAL_RANK`` when CUDA is present, gloo
     on the CPU otherwise; collectives raise after ``timeout_s`` seconds without a peer."""
-    if "RANK" not in os.environ:
+    if "WORLD_SIZE" not in os.environ:
         raise DistributedError("not started by torchrun: RANK/WORLD_SIZE are not set")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    best = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = join_process_group(best, timeout_s)  # layer 3's: the pipeline joins the same way
     return Rank(dist.get_rank(), dist.get_world_size(), device)
 
 
