@@ -22,7 +22,7 @@ LAYER_TARGETS := $(foreach d,$(LAYER_DIRS),$(firstword $(subst _, ,$(d))))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean
+.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto
 
 help: ## show this help
 	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
@@ -51,6 +51,12 @@ test-fast: $(STAMP) ## tests not marked slow
 
 bench: $(STAMP) ## speed benchmarks: ours vs the reference, ratios (last line JSON)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+serve: $(STAMP) ## start layer 6's service on http://127.0.0.1:8000 (models from runs/registry, filled by make layer6)
+	$(BIN)/python -m layer6_serving serve
+
+proto: $(STAMP) ## regenerate layer 6's gRPC stubs from layer6_serving/grpc/serving.proto
+	$(BIN)/python -m grpc_tools.protoc -I layer6_serving/grpc --python_out=layer6_serving/grpc --grpc_python_out=layer6_serving/grpc layer6_serving/grpc/serving.proto
 
 lint: $(STAMP) ## ruff and the layer import contract (import-linter)
 	$(BIN)/ruff check .
