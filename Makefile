@@ -56,7 +56,8 @@ serve: $(STAMP) ## start layer 6's service on http://127.0.0.1:8000 (models from
 	$(BIN)/python -m layer6_serving serve
 
 proto: $(STAMP) ## regenerate layer 6's gRPC stubs from layer6_serving/grpc/serving.proto
-	$(BIN)/python -m grpc_tools.protoc -I layer6_serving/grpc --python_out=layer6_serving/grpc --grpc_python_out=layer6_serving/grpc layer6_serving/grpc/serving.proto
+	@# -I . makes the import path layer6_serving/grpc/serving.proto, so the stubs import each other as a package
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. layer6_serving/grpc/serving.proto
 
 lint: $(STAMP) ## ruff and the layer import contract (import-linter)
 	$(BIN)/ruff check .
