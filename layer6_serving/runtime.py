@@ -32,6 +32,7 @@ layer 4's in that regime too.
 from __future__ import annotations
 
 import codecs
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,10 @@ class TorchGraph(Graph):
         return [o.numpy() for o in outs]
 
 
-def _torchscript(path: Path) -> TorchGraph:
-    module = torch.jit.load(str(path), map_location="cpu")
+def torchscript_graph(path: Path) -> TorchGraph:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is in maintenance
+        module = torch.jit.load(str(path), map_location="cpu")
     return TorchGraph(module.eval())
 
 
@@ -106,7 +109,9 @@ def _graphs(
     out: dict[str, Graph] = {}
     for role, rel in files.items():
         path = registry.file(name, version, rel)
-        out[role] = OnnxGraph(path, threads) if backend.startswith("onnx") else _torchscript(path)
+        out[role] = (
+            OnnxGraph(path, threads) if backend.startswith("onnx") else torchscript_graph(path)
+        )
     return out
 
 
@@ -157,7 +162,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- models
 
 
-@dataclass
+@dataclass(eq=False)  # loaded models compare (and hash) by identity
 class Served:
     """What every loaded model says about itself."""
 
@@ -189,11 +194,10 @@ class Classifier(Served):
             return x.astype(np.float32) / 255
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"images must be float32 in [0, 1] or uint8, got dtype {x.dtype}")
-        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(
-                f"images must lie in [0, 1], got values in [{np.nanmin(x)}, {np.nanmax(x)}]"
-                + ("" if np.isfinite(x).all() else " with NaN/inf")
-            )
+        if not np.isfinite(x).all():
+            raise ValueError("images must lie in [0, 1], got NaN or inf values")
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"images must lie in [0, 1], got values in [{x.min()}, {x.max()}]")
         return x.astype(np.float32)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -285,7 +289,7 @@ class Generator(Served):
         if not isinstance(state, KVState):
             raise ValueError(f"state must be what start/step returned, got {type(state).__name__}")
         if tokens.shape[0] != state.batch:
-            raise ValueError(f"tokens has {tokens.shape[0]} rows, the state {state.batch}")
+            raise ValueError(f"tokens has {tokens.shape[0]} rows but the state holds {state.batch}")
         if state.length >= self.context:
             raise ValueError(
                 f"the cache holds {state.length} positions, the whole context ({self.context}): "

@@ -44,7 +44,14 @@ from layer6_serving.export.quantize import quantize_int8
 from layer6_serving.export.torchscript_export import export_torchscript
 from layer6_serving.export.wrappers import ClassifierGraph, DenoiserGraph, GPTPrefill, GPTStep
 from layer6_serving.registry import ModelRegistry
-from layer6_serving.runtime import QUANTIZED, Graph, GraphDecoder, OnnxGraph, TorchGraph
+from layer6_serving.runtime import (
+    QUANTIZED,
+    Graph,
+    GraphDecoder,
+    OnnxGraph,
+    TorchGraph,
+    torchscript_graph,
+)
 
 FORMATS = ("onnx", "torchscript")
 INT8_KINDS = ("classifier", "generator")  # dynamic quantisation helps matmul-heavy graphs
@@ -77,9 +84,14 @@ class Plan:
 # ----------------------------------------------------------------------------- per kind
 
 
+def flip_tta_of(config: dict | None) -> bool:
+    """Whether the classifier was evaluated with flip test-time augmentation (its run config)."""
+    return bool((config or {}).get("task", {}).get("flip_tta", False))
+
+
 def _classifier_plan(model: nn.Module, spec: dict, config: dict, real: Any, rng) -> Plan:
     pre = dict(spec["preprocessing"])
-    pre["flip_tta"] = bool((config or {}).get("task", {}).get("flip_tta", False))
+    pre["flip_tta"] = flip_tta_of(config)
     c, h, w = pre["shape"]
     graph = ClassifierGraph(model, pre["mean"], pre["std"], pre["flip_tta"]).eval()
     batch = Dim("batch", min=1, max=MAX_BATCH)
@@ -200,7 +212,7 @@ PLANS: dict[str, Callable[..., Plan]] = {
 # ----------------------------------------------------------------------------- the bundle
 
 
-def _sidecar(checkpoint: Path) -> tuple[Path, dict[str, Any]]:
+def checkpoint_sidecar(checkpoint: Path) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint file under ``checkpoint`` (a run folder, a checkpoints/ folder or
     a file) and its sidecar."""
     path = Path(checkpoint)
@@ -252,9 +264,7 @@ def _export_format(fmt: str, plan: Plan, out: Path) -> tuple[dict[str, str], dic
 
 
 def _load_graph(fmt: str, path: Path, threads: int) -> Graph:
-    if fmt.startswith("onnx"):
-        return OnnxGraph(path, threads)
-    return TorchGraph(torch.jit.load(str(path), map_location="cpu").eval())
+    return OnnxGraph(path, threads) if fmt.startswith("onnx") else torchscript_graph(path)
 
 
 def _parity(kind: str, model: nn.Module, plan: Plan, graphs: dict[str, Graph]) -> dict[str, Any]:
@@ -342,7 +352,7 @@ def export_bundle(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"unknown export formats {bad}; expected some of {FORMATS}")
-    file, meta = _sidecar(checkpoint)
+    file, meta = checkpoint_sidecar(checkpoint)
     model = load_model(file, weights=weights)
     spec = model.dlstack_spec
     torch.manual_seed(seed)

@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         staged = Path(tmp) / dst.name
         logging.getLogger("onnxruntime").setLevel(logging.ERROR)
@@ -33,4 +35,9 @@ def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
             quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
         atomic_write_bytes(dst, staged.read_bytes())
     before, after = src.stat().st_size, dst.stat().st_size
-    return {"bytes_fp32": before, "bytes": after, "size_ratio": after / before}
+    return {
+        "seconds": time.perf_counter() - start,
+        "bytes_fp32": before,
+        "bytes": after,
+        "size_ratio": after / before,
+    }

@@ -29,8 +29,9 @@ def export_torchscript(
     start = time.perf_counter()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is in maintenance
         traced = torch.jit.trace(module.eval(), args, check_trace=True)
-    buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
     return {"seconds": time.perf_counter() - start, "bytes": buf.getbuffer().nbytes}

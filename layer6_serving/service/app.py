@@ -353,6 +353,7 @@ def _add_routes(app: FastAPI, core: ServingCore, settings: Settings) -> None:  #
         label = int(np.argmax(row))
         return {"label": label, "class_name": loaded.runtime.classes[label],
                 "probabilities": [float(p) for p in row],
+                "classes": list(loaded.runtime.classes),
                 "model": core.slots["classifier"].name, "version": loaded.version}  # fmt: skip
 
     @app.get("/v1/drift", tags=["monitoring"])

@@ -48,7 +48,13 @@ def decode_upload(data: bytes, *, size: int = 32, max_bytes: int, max_pixels: in
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))  # reads the header only
-    except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"image declares more than {Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb), "
+            f"over the limit of {max_pixels}; refused without decoding",
+            413,
+        ) from None
+    except OSError as e:
         raise ImageError(
             f"upload is not a readable image ({type(e).__name__}): expected a PNG or JPEG"
         ) from None

@@ -113,6 +113,7 @@ class ClassifyResponse(BaseModel):
     label: int
     class_name: str
     probabilities: list[float]
+    classes: list[str] = Field(description="the class names, in the order of probabilities")
     model: str
     version: int
 

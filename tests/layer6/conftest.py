@@ -63,14 +63,19 @@ def _save(
     kwargs: dict,
     pre: dict,
     config: dict | None = None,
+    ema: bool = False,
 ) -> Path:
+    """A layer-3 checkpoint of ``model`` (with an EMA shadow equal to it when ``ema``, as the
+    DDPM's trainer writes one)."""
     spec = {"target": target, "kwargs": kwargs, "preprocessing": pre}
+    states = {"hooks": {"ema": {"shadow": dict(model.state_dict())}}} if ema else None
     save_checkpoint(
         folder / "checkpoints" / "step_00000001.safetensors",
         model=model,
         step=1,
         model_spec=spec,
         config=config or {},
+        states=states,
     )
     return folder
 
@@ -126,7 +131,12 @@ def make_tiny_checkpoints(root: Path) -> dict[str, Path]:
             root / "gpt", GPT(**gpt_kw), "layer4_architectures.sequence.gpt.GPT", gpt_kw, gpt_pre
         ),
         "denoiser": _save(
-            root / "ddpm", unet, "layer4_architectures.generative.unet.UNet", unet_kw, digit_pre
+            root / "ddpm",
+            unet,
+            "layer4_architectures.generative.unet.UNet",
+            unet_kw,
+            digit_pre,
+            ema=True,
         ),
         "classifier": _save(
             root / "resnet",

@@ -175,3 +175,37 @@ def metric(text: str, name: str, **labels: str) -> float:
         if base == name and set(rest.rstrip("}").split(",")) == set(want.split(",")):
             return float(value)
     return 0.0
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """``app`` under uvicorn on 127.0.0.1 and a free port, in a thread; yields the base URL and
+    stops the server (and waits for its thread) however the test ends."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def png_bytes(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    """uint8 (H, W, 3) -> encoded image bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()

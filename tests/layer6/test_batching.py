@@ -161,7 +161,7 @@ def test_concurrency_limit_slots_queue_and_release():
         # a failing job releases its slot too
         with pytest.raises(ZeroDivisionError):
             async with limit.slot():
-                1 / 0
+                raise ZeroDivisionError("planted")
 
     asyncio.run(main())
     assert (limit.running, limit.waiting) == (0, 0)

@@ -107,7 +107,7 @@ async function classify() {
   const top = body.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
   $("probabilities").replaceChildren(...top.map(([p, i]) => {
     const li = document.createElement("li");
-    li.textContent = `class ${i}: ${pct(p)}`;
+    li.textContent = `${body.classes[i]}: ${pct(p)}`;
     return li;
   }));
 }
