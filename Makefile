@@ -22,7 +22,7 @@ LAYER_TARGETS := $(foreach d,$(LAYER_DIRS),$(firstword $(subst _, ,$(d))))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto
+.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto iac-check
 
 help: ## show this help
 	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
@@ -58,6 +58,14 @@ serve: $(STAMP) ## start layer 6's service on http://127.0.0.1:8000 (models from
 proto: $(STAMP) ## regenerate layer 6's gRPC stubs from layer6_serving/grpc/serving.proto
 	@# -I . makes the import path layer6_serving/grpc/serving.proto, so the stubs import each other as a package
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. layer6_serving/grpc/serving.proto
+
+# checkov pins dozens of packages of its own: it lives in a venv of its own, never in .venv
+TOOLS ?= .venv-tools
+CHECKOV_VERSION ?= 3.3.30
+iac-check: $(STAMP) ## static checks of deploy/: checkov (Bicep + Dockerfile, own venv) and hadolint
+	@test -x $(TOOLS)/bin/checkov || { $(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet checkov==$(CHECKOV_VERSION); }
+	$(TOOLS)/bin/checkov -d deploy --framework bicep dockerfile --compact --quiet --skip-download
+	$(BIN)/hadolint deploy/Dockerfile
 
 lint: $(STAMP) ## ruff and the layer import contract (import-linter)
 	$(BIN)/ruff check .

@@ -58,7 +58,12 @@ def _call(model, kind: str, batch: int, rng) -> Callable[[], object]:
         x = torch.randn(batch, *d.shape)
         t = torch.full((batch,), d.schedule.timesteps // 2)
         y = torch.arange(batch) % d.num_classes
-        return lambda: d.eps(x, t, y, None)
+
+        def eps() -> torch.Tensor:
+            with torch.inference_mode():  # as in Diffusion.sample: no autograd for eager either
+                return d.eps(x, t, y, None)
+
+        return eps
     ids = rng.integers(0, model.vocab_size, size=(batch, min(PROMPT, model.context)))
     return lambda: model.start(ids)
 

@@ -54,11 +54,11 @@ CONFIGS = {  # name -> (backend, max_batch)
         "registry": None,  # None: the default registry (runs/registry)
         "configs": list(CONFIGS),
         "levels": [1, 4, 16],
-        "classify_requests": 96,
-        "generate_requests": 16,
+        "classify_requests": 400,
+        "generate_requests": 32,
         "generate_levels": [1, 4],
         "max_tokens": 32,
-        "sample_requests": 8,
+        "sample_requests": 16,
         "sample_levels": [1, 4],
         "sample_steps": 10,
         "max_concurrency": 4,
@@ -160,7 +160,7 @@ def _load_one(server, cfg: dict[str, Any], name: str, pngs: list[bytes]) -> list
     rows = []
     headers = loadgen.api_headers()
     for endpoint, n, c, below in _plan(cfg, name, pngs):
-        sampler = loadgen.ResourceSampler(server.pid).start()
+        sampler = loadgen.ResourceSampler(server.pid, interval=0.1).start()
         result = asyncio.run(loadgen.run_level(server.url, endpoint, n, c, headers))
         rows.append(result.summary() | {"config": name, "below_limit": below,
                                         "resources": sampler.stop()})  # fmt: skip

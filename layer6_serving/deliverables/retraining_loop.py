@@ -1,29 +1,29 @@
-"""``retraining_loop``: drift detected on served inputs, a model retrained, compared, registered
-and hot-reloaded by the running server without a failed request.
+"""``retraining_loop``: drift seen on served inputs → a model retrained, judged, registered, and
+hot-reloaded by the running server without a failed request.
 
-1. **A running server** (a subprocess on a free loopback port) serves the registry's CIFAR-10
-   ResNet with ONNX Runtime and polls the registry for new versions every
-   ``reload_interval_s``. The registry is a copy inside this run's folder, so the demo always
-   starts from the exported model and leaves ``runs/registry`` as ``export_models`` wrote it.
-2. **Traffic.** ``n_traffic`` CIFAR-10 test images as they are (PSI should stay below 0.1),
-   then the same images **darkened** (``x' = 0.5 · x``: an under-exposed camera; ``shift`` and
-   ``strength`` in the config). The monitor's PSI on ``/metrics`` (``dlstack_drift_psi``) and
-   ``/v1/drift`` crosses 0.25.
-3. **Retrain** (:mod:`layer6_serving.retrain`, the ``retrain`` command's library function) reads
-   the report from ``/v1/drift``, fine-tunes the current weights through layer 3's pipeline on
-   CIFAR-10 training images of which half are darkened, evaluates old and new on held-out test
-   images (original and darkened) and registers the new version only if it is no worse on both.
-4. **The swap under load.** A background client classifies darkened images the whole time;
-   the server's poller finds the new version and swaps atomically. ``failed_requests_during_swap``
-   counts every answer that was not 200 from the start of retraining until the new version
-   had served requests; ``/metrics`` (``dlstack_model_version``) must show the new version.
-5. **After.** The darkened traffic again: PSI against the new version's reference (its own
-   training mix, half darkened), and the new version's accuracy.
+1. **A private registry** (in the run folder) holds a copy of the classifier ``export_models``
+   registered (its manifest carries the drift reference of its training images), so the demo's
+   new version never changes what the real registry serves.
+2. **A running server** (``python -m layer6_serving serve`` in a subprocess, ONNX Runtime,
+   polling the registry every ``reload_interval_s``) first gets ``n_traffic`` CIFAR-10 *test*
+   images as they are: the drift (max PSI over the monitor's features, ``psi_original``) stays
+   near its noise floor. Then the world shifts: the same number of test images **darkened**
+   (``x' = strength · x``, strength 0.4 by default: an under-exposed camera), and the PSI on
+   ``/metrics`` (``dlstack_drift_psi``) climbs over the 0.25 threshold (``psi_shifted``).
+3. **Retrain** (:mod:`~layer6_serving.retrain`, the same code as ``python -m layer6_serving
+   retrain --report URL``): reads ``/v1/drift``, fine-tunes the current weights through layer 3's
+   pipeline on training images half of which are darkened, evaluates old and new on held-out
+   test images (original and darkened), and registers the new version only if it is no worse on
+   both (within ``tolerance``).
+4. **The swap under load**: all the while a background client keeps classifying darkened
+   images; the server's poll finds the new version and swaps it in atomically. Every answer is
+   logged: ``failed_requests_during_swap`` counts the non-200s from the retrain's start to the
+   end (it must be 0), ``/metrics``' ``dlstack_model_version`` must show the new version, and
+   the drift against the new model's reference (its training mix) is ``psi_after``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 import time
@@ -32,44 +32,42 @@ from typing import Any
 import httpx
 import numpy as np
 
-from layer0_math.datasets import load
-from layer0_math.lab import RunContext, deliverable, pyplot
-from layer0_math.runrecord import MissingArtifactError
+from layer0_math.lab import RunContext, deliverable
 from layer6_serving import loadgen
 from layer6_serving.monitoring.shift import shift_uint8
-from layer6_serving.registry import ModelRegistry, RegistryError, default_root
-from layer6_serving.retrain import RetrainOptions, retrain
+from layer6_serving.registry import ModelRegistry, default_root
+from layer6_serving.retrain import RetrainOptions, held_out, retrain
 
-PACE_S = 0.02  # the background client's pause between requests (~ 40 requests/s at most)
-MAKE_HINT = "run `make layer6` (or `python -m layer6_serving export_models`) first"
+MISSING = (
+    "the retraining demo starts from the classifier export_models registered, and there is "
+    "none in {root}: run `make layer6` (or `python -m layer6_serving export_models`) first"
+)
 
 
 @deliverable(
     quick={
-        "registry": None,  # None: $DLSTACK_REGISTRY or runs/registry
+        "registry": None,  # None: the default registry (runs/registry)
         "model": "resnet",
+        "source": "real",
         "shift": "dark",
-        "strength": 0.5,
-        "fraction": 0.5,
-        "n_traffic": 512,
-        "concurrency": 4,
-        "drift_window": 512,
+        "strength": 0.4,
+        "n_traffic": 500,  # served images before and after the shift
         "threshold": 0.25,
-        "steps": 300,
-        "lr": 0.05,
+        "steps": 200,
+        "lr": 0.02,
         "batch_size": 128,
-        "precision": "bf16",
+        "fraction": 0.5,
         "n_train": None,
         "n_eval": 2000,
         "n_reference": 5000,
         "tolerance": 0.005,
         "augment": True,
         "reload_interval_s": 1.0,
-        "seed": 0,
+        "after_swap_s": 3.0,  # background traffic kept up after the new version is served
     },
-    full={"steps": 1500, "n_eval": 10000, "n_traffic": 2000, "drift_window": 2000},
+    full={"steps": 600, "n_traffic": 1000},
     headline=[
-        "psi_before",
+        "psi_shifted",
         "psi_after",
         "accuracy_old_shifted",
         "accuracy_new_shifted",
@@ -78,185 +76,139 @@ MAKE_HINT = "run `make layer6` (or `python -m layer6_serving export_models`) fir
     ],  # fmt: skip
 )
 def retraining_loop(ctx: RunContext) -> dict[str, Any]:
-    """Serve, shift the traffic, see the drift, retrain, register, hot-swap under load."""
     cfg = ctx.config
-    registry = _demo_registry(cfg["registry"], cfg["model"], ctx.out_dir / "registry")
-    images = _cifar_images(cfg["n_traffic"], cfg["seed"])
-    shifted = shift_uint8(images, cfg["shift"], cfg["strength"])
-    flags = ["--backend", "onnx", "--classifier", cfg["model"], "--generator", "", "--denoiser",
-             "", "--reload-interval-s", str(cfg["reload_interval_s"])]  # fmt: skip
-    args = ["--registry", str(registry.root), *flags]
-    with _environ(DLSTACK_DRIFT_WINDOW=str(cfg["drift_window"])), open(ctx.path("server.log"), "w") as log:
-        server = loadgen.ServerProcess(args, log=log)
-    with _environ(DLSTACK_DRIFT_WINDOW=str(cfg["drift_window"])), server:
-        m = _demo(ctx, registry, server.url, images, shifted)
-    _plot(ctx, m)
-    return m
-
-
-def _demo_registry(root: str | None, name: str, dest) -> ModelRegistry:
-    source = ModelRegistry(root or default_root())
-    try:
-        source.latest(name)
-    except RegistryError as exc:
-        raise MissingArtifactError(f"no {name!r} in the model registry {source.root} ({exc}): "
-                                   f"{MAKE_HINT}") from None  # fmt: skip
-    shutil.copytree(source.root / name, dest / name, symlinks=False)
-    return ModelRegistry(dest)
-
-
-def _cifar_images(n: int, seed: int) -> np.ndarray:
-    x, _ = load("cifar10", "test")
-    return np.ascontiguousarray(x[np.random.default_rng(seed).permutation(len(x))[:n]])
-
-
-def _send(url: str, images: np.ndarray, concurrency: int) -> dict[str, Any]:
-    ep = loadgen.classify_endpoint(images)
-    return asyncio.run(loadgen.load_test(url, [ep], len(images), [concurrency]))[0]
-
-
-def _drift(client: httpx.Client, name: str) -> dict[str, Any]:
-    return client.get("/v1/drift").json()[name]
-
-
-def _served_version(client: httpx.Client, name: str) -> int:
-    text = client.get("/metrics").text
-    for line in text.splitlines():
-        if line.startswith("dlstack_model_version{") and f'model="{name}"' in line:
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
-
-
-def _demo(ctx, registry, url, images, shifted) -> dict[str, Any]:
-    cfg = ctx.config
-    name = cfg["model"]
-    with httpx.Client(base_url=url, timeout=60) as client:
-        baseline = _send(url, images, cfg["concurrency"])
-        psi_original = _drift(client, name)["max_psi"]
-        before = _send(url, shifted, cfg["concurrency"])
-        report = client.get("/v1/drift").json()
-        ctx.write_json("drift_before.json", report)
-        old_version = _served_version(client, name)
-        with _Background(url, shifted[:32]) as bg:
-            decision = retrain(registry, name, report, _options(cfg), ctx.out_dir / "retrain",
-                               parent_id=ctx.run_id)  # fmt: skip
-            swapped_at = _wait_for_version(client, name, decision, old_version)
-            bg.wait_for(bg.count() + 20)  # the new version serves some requests too
-        ctx.write_json("decision.json", decision)
-        after = _send(url, shifted, cfg["concurrency"])
-        drift_after = _drift(client, name)
-        ctx.write_json("drift_after.json", drift_after)
-        new_served = _served_version(client, name)
-    acc = decision.get("accuracy", {})
-    return {
-        "psi_original_traffic": psi_original,
-        "psi_before": report[name]["max_psi"],
-        "psi_before_feature": report[name]["max_feature"],
-        "psi_after": drift_after["max_psi"],
-        "psi_after_feature": drift_after["max_feature"],
-        "retrained": decision["retrained"],
-        "registered": decision["registered"],
-        "reason": decision["reason"],
-        "new_version": decision["new_version"],
-        "served_version_before": old_version,
-        "served_version_after": new_served,
-        "swap_seconds_after_register": swapped_at,
+    registry = _private_registry(cfg, ctx.path("registry"))
+    opts = _options(cfg, ctx.seed)
+    sets = held_out(registry.manifest(cfg["model"])["preprocessing"], opts)
+    original = sets["original"][0][: cfg["n_traffic"]]
+    shifted = shift_uint8(original, cfg["shift"], cfg["strength"])
+    args = ["--registry", str(registry.root), "--backend", "onnx", "--classifier", cfg["model"],
+            "--generator", "", "--denoiser", "",
+            "--reload-interval-s", str(cfg["reload_interval_s"])]  # fmt: skip
+    with open(ctx.path("server.log"), "w") as log, loadgen.ServerProcess(args, log=log) as srv:
+        client = httpx.Client(base_url=srv.url, headers=loadgen.api_headers(), timeout=60)
+        with client:
+            psi_original = _send(client, original, cfg["model"])
+            psi_shifted = _send(client, shifted, cfg["model"])
+            report = client.get("/v1/drift").json()
+            feature = report[cfg["model"]]["max_feature"]
+            on_metrics = _metric(client, "dlstack_drift_psi", cfg["model"], feature)
+            out = _swap(ctx, client, registry, report, opts, shifted, cfg)
+            after = client.get("/v1/drift").json()[cfg["model"]]
+            out["metrics_version"] = _metric(client, "dlstack_model_version", cfg["model"])
+    ctx.write_json("drift_before.json", report)
+    ctx.write_json("drift_after.json", after)
+    acc = out.pop("accuracy", None) or {}
+    return out | {
+        "psi_original": psi_original,
+        "psi_shifted": psi_shifted,
+        "psi_shifted_on_metrics": on_metrics,
+        "psi_feature": feature,
+        "psi_after": after["max_psi"],
         "accuracy_old_original": acc.get("current", {}).get("original"),
         "accuracy_old_shifted": acc.get("current", {}).get("shifted"),
         "accuracy_new_original": acc.get("candidate", {}).get("original"),
         "accuracy_new_shifted": acc.get("candidate", {}).get("shifted"),
-        "requests_during_swap": bg.count(),
-        "failed_requests_during_swap": bg.failed(),
-        "errors_traffic": baseline["errors"] + before["errors"] + after["errors"],
-        "metrics_agree": baseline["metrics_agree"]
-        and before["metrics_agree"]
-        and after["metrics_agree"],
-        "shift": f"{cfg['shift']} {cfg['strength']}",
     }
 
 
-def _options(cfg: dict) -> RetrainOptions:
-    keys = set(RetrainOptions.__dataclass_fields__) & set(cfg)
-    return RetrainOptions(**{k: cfg[k] for k in keys}, progress=True)
+def _private_registry(cfg: dict[str, Any], root) -> ModelRegistry:
+    source = ModelRegistry(cfg["registry"] or default_root())
+    if cfg["model"] not in source.names():
+        raise FileNotFoundError(MISSING.format(root=source.root))
+    version = source.latest(cfg["model"])
+    shutil.copytree(source.path(cfg["model"], version), root / cfg["model"] / str(version))
+    return ModelRegistry(root)
 
 
-def _wait_for_version(client, name, decision, old: int, seconds: float = 120.0) -> float | None:
-    """Seconds until /metrics shows the new version (None when nothing was registered)."""
-    if not decision["registered"]:
-        return None
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        if _served_version(client, name) == decision["new_version"]:
-            return time.monotonic() - t0
-        time.sleep(0.1)
-    raise RuntimeError(f"the server still serves v{old} {seconds:.0f} s after v"
-                       f"{decision['new_version']} was registered")  # fmt: skip
+def _options(cfg: dict[str, Any], seed: int) -> RetrainOptions:
+    fields = set(RetrainOptions.__dataclass_fields__)
+    return RetrainOptions(**{k: v for k, v in cfg.items() if k in fields}, seed=seed)
 
 
-class _Background:
-    """A client classifying in a loop in a thread (``PACE_S`` between requests); counts every
-    status it gets."""
-
-    def __init__(self, url: str, images: np.ndarray) -> None:
-        self.url, self.bodies = url, loadgen.classify_endpoint(images).bodies
-        self.statuses: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> _Background:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            i = 0
-            while not self._stop.is_set():
-                try:
-                    body = self.bodies[i % len(self.bodies)]
-                    status = str(client.post("/v1/classify", **body).status_code)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                self.statuses.append(status)
-                i += 1
-                self._stop.wait(PACE_S)  # a steady client, not a CPU hog beside the training
-
-    def count(self) -> int:
-        return len(self.statuses)
-
-    def failed(self) -> int:
-        return sum(s != "200" for s in self.statuses)
-
-    def wait_for(self, n: int, seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + seconds
-        while self.count() < n and time.monotonic() < deadline:
-            time.sleep(0.05)
+def _send(client: httpx.Client, images: np.ndarray, model: str) -> float:
+    """Classify every image (PNG uploads); the max PSI the server reports afterwards."""
+    for png in _pngs(images):
+        r = client.post("/v1/classify", files={"file": ("x.png", png, "image/png")})
+        r.raise_for_status()
+    return float(client.get("/v1/drift").json()[model]["max_psi"])
 
 
-def _plot(ctx: RunContext, m: dict[str, Any]) -> None:
-    plt = pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = ["original traffic", "darkened, v-old", "darkened, v-new"]
-    values = [m["psi_original_traffic"], m["psi_before"], m["psi_after"]]
-    a.bar(labels, values, color=["C0", "C3", "C2"])
-    a.axhline(0.25, ls="--", c="k", label="0.25: major shift")
-    a.axhline(0.1, ls=":", c="k", label="0.1: moderate")
-    a.set_ylabel("max PSI over features")
-    a.set_title("Drift of served inputs vs the model's training reference")
-    a.legend(fontsize=8)
-    sets = ["original", "shifted"]
-    old = [m[f"accuracy_old_{s}"] or 0 for s in sets]
-    new = [m[f"accuracy_new_{s}"] or 0 for s in sets]
-    x = np.arange(2)
-    b.bar(x - 0.2, old, 0.4, label="current")
-    b.bar(x + 0.2, new, 0.4, label="retrained")
-    b.set_xticks(x, ["held-out original", "held-out darkened"])
-    b.set_ylabel("test accuracy")
-    b.set_title("Old vs retrained classifier")
-    b.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(ctx.path("retraining_loop.png"), dpi=120)
-    plt.close(fig)
+def _pngs(images: np.ndarray) -> list[bytes]:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = []
+    for image in images:
+        buf = BytesIO()
+        Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _metric(client: httpx.Client, name: str, model: str, feature: str | None = None) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if (
+                s.name == name
+                and s.labels.get("model") == model
+                and (feature is None or s.labels.get("feature") == feature)
+            ):
+                return float(s.value)
+    return float("nan")
+
+
+def _swap(ctx, client, registry, report, opts, shifted, cfg) -> dict[str, Any]:
+    """Retrain with a background client running; wait for the server to serve the new version."""
+    stop, log = threading.Event(), []
+    pngs = _pngs(shifted)
+    worker = threading.Thread(target=_traffic, args=(str(client.base_url), pngs, stop, log),
+                              daemon=True)  # fmt: skip
+    worker.start()
+    try:
+        decision = retrain(registry, cfg["model"], report, opts, run_dir=ctx.path("retrain"),
+                           parent_id=ctx.run_id)  # fmt: skip
+        new = decision["new_version"]
+        if new is not None:
+            deadline = time.monotonic() + 60 + 10 * cfg["reload_interval_s"]
+            while _served_version(client, cfg["model"]) != new and time.monotonic() < deadline:
+                time.sleep(0.2)
+        time.sleep(cfg["after_swap_s"])
+    finally:
+        stop.set()
+        worker.join(60)
+    versions = sorted({v for _, v in log if v is not None})
+    return {
+        "decision": decision["reason"],
+        "registered": decision["registered"],
+        "new_version": decision["new_version"],
+        "accuracy": decision.get("accuracy"),
+        "requests_during_swap": len(log),
+        "failed_requests_during_swap": sum(1 for s, _ in log if s != 200),
+        "versions_seen_during_swap": versions,
+        "served_version": _served_version(client, cfg["model"]),
+    }
+
+
+def _served_version(client: httpx.Client, model: str) -> int | None:
+    models = client.get("/readyz").json().get("models", {})
+    return models.get(model, {}).get("version")
+
+
+def _traffic(url: str, pngs: list[bytes], stop: threading.Event, log: list) -> None:
+    """Classify ``pngs`` round-robin until ``stop`` (a client of its own: another thread);
+    log (status, version) of every answer, status 0 for no answer."""
+    with httpx.Client(base_url=url, headers=loadgen.api_headers(), timeout=60) as client:
+        i = 0
+        while not stop.is_set():
+            file = {"file": ("x.png", pngs[i % len(pngs)], "image/png")}
+            try:
+                r = client.post("/v1/classify", files=file)
+                ok = r.status_code == 200
+                log.append((r.status_code, r.json().get("version") if ok else None))
+            except httpx.HTTPError:
+                log.append((0, None))
+            i += 1
