@@ -212,11 +212,15 @@ def _nvml_handle():
 
 class ServerProcess:
     """``python -m layer6_serving serve ARGS`` on 127.0.0.1 and a free port, in a subprocess
-    (its own CPU and memory, sampled apart from the client), ready when entered (``/readyz``
-    200 within ``ready_s``), terminated when left however the block ends."""
+    (its own CPU and memory, sampled apart from the client; ``env`` adds ``DLSTACK_*``
+    settings), ready when entered (``/readyz`` 200 within ``ready_s``), terminated when left
+    however the block ends."""
 
-    def __init__(self, args: Sequence[str], ready_s: float = 180.0, log=None) -> None:
+    def __init__(
+        self, args: Sequence[str], ready_s: float = 180.0, log=None, env: dict | None = None
+    ) -> None:
         self.args, self.ready_s, self.log = list(args), ready_s, log
+        self.env = None if env is None else {**os.environ, **env}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -229,7 +233,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "layer6_serving", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--log-level", "warning", *self.args]  # fmt: skip
         out = self.log if self.log is not None else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.ready_s
         try:
             while time.monotonic() < deadline:

@@ -5,11 +5,13 @@ hot-reloaded by the running server without a failed request.
    registered (its manifest carries the drift reference of its training images), so the demo's
    new version never changes what the real registry serves.
 2. **A running server** (``python -m layer6_serving serve`` in a subprocess, ONNX Runtime,
-   polling the registry every ``reload_interval_s``) first gets ``n_traffic`` CIFAR-10 *test*
-   images as they are: the drift (max PSI over the monitor's features, ``psi_original``) stays
-   near its noise floor. Then the world shifts: the same number of test images **darkened**
-   (``x' = strength · x``, strength 0.4 by default: an under-exposed camera), and the PSI on
-   ``/metrics`` (``dlstack_drift_psi``) climbs over the 0.25 threshold (``psi_shifted``).
+   polling the registry every ``reload_interval_s``, a drift window of ``n_traffic`` images)
+   first gets ``n_traffic`` CIFAR-10 *test* images as they are (shuffled: the split is stored
+   sorted by class, and a class-sorted stream is itself a drift of the predicted classes): the
+   drift (max PSI over the monitor's features, ``psi_original``) stays near its noise floor.
+   Then the world shifts: the same number of test images **darkened** (``x' = strength · x``,
+   strength 0.4 by default: an under-exposed camera), and the PSI on ``/metrics``
+   (``dlstack_drift_psi``) climbs over the 0.25 threshold (``psi_shifted``).
 3. **Retrain** (:mod:`~layer6_serving.retrain`, the same code as ``python -m layer6_serving
    retrain --report URL``): reads ``/v1/drift``, fine-tunes the current weights through layer 3's
    pipeline on training images half of which are darkened, evaluates old and new on held-out
@@ -80,12 +82,18 @@ def retraining_loop(ctx: RunContext) -> dict[str, Any]:
     registry = _private_registry(cfg, ctx.path("registry"))
     opts = _options(cfg, ctx.seed)
     sets = held_out(registry.manifest(cfg["model"])["preprocessing"], opts)
-    original = sets["original"][0][: cfg["n_traffic"]]
+    # the test split is stored sorted by class: shuffled, or the traffic's class mix drifts too
+    order = np.random.default_rng(ctx.seed).permutation(len(sets["original"][0]))
+    original = sets["original"][0][order[: cfg["n_traffic"]]]
     shifted = shift_uint8(original, cfg["shift"], cfg["strength"])
     args = ["--registry", str(registry.root), "--backend", "onnx", "--classifier", cfg["model"],
             "--generator", "", "--denoiser", "",
             "--reload-interval-s", str(cfg["reload_interval_s"])]  # fmt: skip
-    with open(ctx.path("server.log"), "w") as log, loadgen.ServerProcess(args, log=log) as srv:
+    window = {"DLSTACK_DRIFT_WINDOW": str(cfg["n_traffic"])}  # one traffic phase fills it
+    with (
+        open(ctx.path("server.log"), "w") as log,
+        loadgen.ServerProcess(args, log=log, env=window) as srv,
+    ):
         client = httpx.Client(base_url=srv.url, headers=loadgen.api_headers(), timeout=60)
         with client:
             psi_original = _send(client, original, cfg["model"])

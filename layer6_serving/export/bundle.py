@@ -278,6 +278,10 @@ def _parity(kind: str, model: nn.Module, plan: Plan, graphs: dict[str, Graph]) -
         decoder = GraphDecoder(graphs["prefill"], graphs["step"])
         ids = plan.real.get("prefill", plan.random["prefill"])[0]
         out["cache_vs_full"] = cached_vs_full(model, decoder, ids, max(1, ids.shape[1] // 2))
+        # and one window of the whole context, stepped from position 1: every RoPE offset
+        block = model.config.block_size
+        window = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, block))
+        out["cache_vs_full_context"] = cached_vs_full(model, decoder, window, 1)
         room = min(16, model.config.block_size - ids.shape[1])
         if room > 0:
             ours = greedy_tokens(decoder, ids, room)

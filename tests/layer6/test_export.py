@@ -33,7 +33,9 @@ def test_manifest_records_parity_within_tolerance(tiny_registry, name):
     )
     if name == "gpt":
         assert parity["onnx"]["greedy_match"] and parity["torchscript"]["greedy_match"]
-        assert parity["onnx"]["cache_vs_full"] <= 1e-4
+        for fmt in ("onnx", "torchscript"):  # a prefix, and every position of the context
+            assert parity[fmt]["cache_vs_full"] <= 1e-4
+            assert 0 < parity[fmt]["cache_vs_full_context"] <= 1e-4
     assert set(man["files"]) >= {"eager", "onnx", "torchscript"}
     assert man["source"]["step"] == 1 and man["source"]["checkpoint"].startswith("step_")
 

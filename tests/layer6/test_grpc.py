@@ -280,7 +280,16 @@ def test_full_queue_is_resource_exhausted_and_timeout_is_deadline_exceeded(tiny_
             running = clients[0].generate(PROMPT, max_tokens=20, seed=0)
             next(running)  # holds the one slot now
             waiting = clients[1].generate(PROMPT, max_tokens=20, seed=0)
-            t = threading.Thread(target=lambda: list(waiting), daemon=True)
+            outcome: list = []
+
+            def drain() -> None:  # the queued call ends OK, or CANCELLED when its channel closes
+                try:
+                    list(waiting)
+                    outcome.append(grpc.StatusCode.OK)
+                except grpc.RpcError as e:
+                    outcome.append(e.code())
+
+            t = threading.Thread(target=drain, daemon=True)
             t.start()
             limit = core._limits["generator"]
             for _ in range(100):  # until the second call is queued
@@ -293,6 +302,8 @@ def test_full_queue_is_resource_exhausted_and_timeout_is_deadline_exceeded(tiny_
         finally:
             for c in clients:
                 c.close()
+            t.join(10)
+        assert outcome in ([grpc.StatusCode.OK], [grpc.StatusCode.CANCELLED])
     with (
         grpc_server(tiny_registry, load=_slow_load(0.3), request_timeout_s=0.5, **only_gpt) as (
             target,
