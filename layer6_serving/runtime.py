@@ -355,14 +355,24 @@ class Generator(Served):
         return self._pieces(self.tokens(ids, max_tokens, temperature, top_k, top_p, seed))
 
     def _pieces(self, tokens: Iterator[int]) -> Iterator[str]:
+        """Exactly one text piece per generated token. A token may end inside a multi-byte UTF-8
+        character: its piece is held until the next token completes it, and the last one is
+        flushed with the decoder's tail (U+FFFD for bytes no token completed)."""
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held: str | None = None
         for t in tokens:
             if t == self.eos_id:
                 break
-            yield utf8.decode(self.tokenizer.token_bytes(t))
-        tail = utf8.decode(b"", final=True)
-        if tail:
-            yield tail
+            if held is not None:
+                yield held
+                held = None
+            piece = utf8.decode(self.tokenizer.token_bytes(t))
+            if utf8.getstate()[0]:  # bytes of an unfinished character wait in the decoder
+                held = piece
+            else:
+                yield piece
+        if held is not None:
+            yield held + utf8.decode(b"", final=True)
 
 
 class _GraphEps(nn.Module):
