@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +25,19 @@ from torch import nn
 from layer0_math.files import atomic_write_bytes
 
 
+@contextlib.contextmanager
+def quiet_logger(logger: str):
+    """Silence a logger's warnings for the block (``""``: the root logger). The exporter logs one
+    line per torchvision operator it skips ("torchvision is not installed"), never used here."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def export_onnx(
     module: nn.Module,
     args: tuple[torch.Tensor, ...],
@@ -34,7 +48,11 @@ def export_onnx(
 ) -> dict[str, Any]:
     """Export ``module(*args)`` to ``path`` (atomically) and check it; returns seconds, bytes."""
     start = time.perf_counter()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        quiet_logger("torch.onnx"),
+    ):
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not our problem
         program = torch.onnx.export(
             module.eval(),

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from layer0_math.files import atomic_write_bytes
+from layer6_serving.export.onnx_export import quiet_logger
 
 
 def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
@@ -30,8 +30,13 @@ def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         staged = Path(tmp) / dst.name
-        logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-        with contextlib.redirect_stdout(io.StringIO()):
+        # ORT logs "consider pre-processing before quantization" to the root logger: advice for
+        # static quantisation of conv nets, not for this dynamic one
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            quiet_logger(""),
+            quiet_logger("onnxruntime"),
+        ):
             quantize_dynamic(str(src), str(staged), weight_type=QuantType.QInt8)
         atomic_write_bytes(dst, staged.read_bytes())
     before, after = src.stat().st_size, dst.stat().st_size
