@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from layer0_math.datasets import CIFAR10_CLASSES
 from layer3_framework.checkpoint import save_checkpoint
 from layer4_architectures.generative.unet import UNet
 from layer4_architectures.sequence.bpe import EOT, BPETokenizer
@@ -29,18 +30,6 @@ from layer6_serving.export import export_bundle
 from layer6_serving.registry import ModelRegistry
 
 TINY_NAMES = {"generator": "gpt", "denoiser": "ddpm", "classifier": "resnet"}
-CIFAR_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 _WORDS = (
     "once upon a time there was a little girl named lily she liked to play with her red "
     "ball in the park one day the sun was hot and a big dog came to say hello tom was "
@@ -116,7 +105,7 @@ def make_tiny_checkpoints(root: Path) -> dict[str, Path]:
         "mean": [0.4913, 0.4821, 0.4465],
         "std": [0.2452, 0.2428, 0.2606],
         "scale": 255,
-        "classes": CIFAR_CLASSES,
+        "classes": list(CIFAR10_CLASSES),
     }
     digit_pre = {
         "kind": "image",
