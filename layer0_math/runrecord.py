@@ -222,6 +222,22 @@ def latest_run_dir(layer: str, deliverable_name: str, runs_dir: Path | None = No
     )
 
 
+def checkpoint_dir(
+    layer: str, deliverable_name: str, folders: tuple[str, ...], runs_dir: Path | None = None
+) -> Path:
+    """The sub-run folder holding ``checkpoints/`` of (layer, deliverable)'s newest ok run: the
+    first of ``folders`` that has one (a deliverable that trains several models keeps each in a
+    sub-run, e.g. ``("resnet20", "resnet18")`` for the quick and full presets)."""
+    run = latest_run_dir(layer, deliverable_name, runs_dir)
+    for name in folders:
+        if (run / name / "checkpoints").is_dir():
+            return run / name
+    raise MissingArtifactError(
+        f"{run} holds none of {[f'{n}/checkpoints' for n in folders]}; rerun "
+        f"`{_make_target(layer)}` (or `python -m {layer} {deliverable_name}`)"
+    )
+
+
 def load_arrays(
     layer: str, deliverable_name: str, name: str, runs_dir: Path | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -17,8 +17,8 @@ classifier  ``cifar_vision/<run>/resnet20``              the CIFAR-10 ResNet-20 
                                                          and class names in preprocessing
 =========== ============================================ ==========================================
 
-``<run>`` is the newest run whose manifest says ``ok`` (``layer0_math.lab.latest_run_dir``). A
-missing one is a :class:`~layer0_math.lab.MissingArtifactError` that names the command making it.
+``<run>`` is the newest run whose manifest says ``ok`` (``layer0_math.lab.checkpoint_dir``).
+A missing one is a :class:`~layer0_math.lab.MissingArtifactError` that names the command making it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from layer0_math.lab import MissingArtifactError, latest_run_dir
+from layer0_math.lab import checkpoint_dir
 
 LAYER = "layer4_architectures"
 
@@ -50,20 +50,9 @@ SOURCES = {
 KINDS = tuple(SOURCES)
 
 
-def _command(deliverable: str) -> str:
-    return f"`make layer4` (or `python -m {LAYER} {deliverable}`)"
-
-
 def source_checkpoint(kind: str, runs_dir: Path | None = None) -> Path:
     """The layer-4 sub-run folder (holding ``checkpoints/``) that serves as model ``kind``."""
     if kind not in SOURCES:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
     src = SOURCES[kind]
-    run = latest_run_dir(LAYER, src.deliverable, runs_dir)  # names `make layer4` when missing
-    for name in src.folders:
-        if (run / name / "checkpoints").is_dir():
-            return run / name
-    raise MissingArtifactError(
-        f"{run} holds none of {[f'{n}/checkpoints' for n in src.folders]} (the {kind} of "
-        f"{src.deliverable}); rerun {_command(src.deliverable)}"
-    )
+    return checkpoint_dir(LAYER, src.deliverable, src.folders, runs_dir)  # names `make layer4`

@@ -1,0 +1,10 @@
+"""``distillation``: being written (layer 7, issue 16)."""
+
+from __future__ import annotations
+
+from layer0_math.lab import RunContext, deliverable
+
+
+@deliverable(quick={})
+def distillation(ctx: RunContext) -> dict:
+    raise NotImplementedError("distillation is being written")
