@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from layer0_math.numerics import softmax
 from layer3_framework.checkpoint import load_model
 from layer4_architectures.generative.diffusion import Diffusion, NoiseSchedule, to_unit
 from layer4_architectures.sequence.data import load_tokenizer
@@ -153,12 +154,6 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
         raise ValueError(f"top_p must be in (0, 1] (or None), got {top_p!r}")
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 # ----------------------------------------------------------------------------- models
 
 
@@ -205,7 +200,7 @@ class Classifier(Served):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities float32 (N, classes)."""
-        return _softmax(self.logits(images))
+        return softmax(self.logits(images)).astype(np.float32)
 
 
 @dataclass

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from layer0_math.information import kl_divergence
+
 EPSILON = 1e-4  # floor on a bin's share before the log
 PSI_MODERATE = 0.1
 PSI_MAJOR = 0.25
@@ -99,11 +101,12 @@ def _shares(counts: Sequence[float], eps: float) -> np.ndarray:
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], eps: float = EPSILON) -> float:
-    """Population stability index ``Σ (a − e) ln(a / e)`` of two histograms on the same bins."""
+    """Population stability index ``Σ (a − e) ln(a / e)`` of two histograms on the same bins:
+    the symmetrised KL divergence ``KL(a ‖ e) + KL(e ‖ a)`` of the (floored) bin shares."""
     if len(expected) != len(actual):
         raise ValueError(f"histograms must share bins, got {len(expected)} and {len(actual)} bins")
     e, a = _shares(expected, eps), _shares(actual, eps)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return float(kl_divergence(a, e) + kl_divergence(e, a))
 
 
 def ks_binned(expected: Sequence[float], actual: Sequence[float]) -> float:

