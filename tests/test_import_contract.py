@@ -38,8 +38,10 @@ def _lint(tmp_path: Path, imports: dict[str, str]) -> subprocess.CompletedProces
     for pkg in cfg["root_packages"]:
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text(imports.get(pkg, ""))
-    (tmp_path / "torch").mkdir()
-    (tmp_path / "torch" / "__init__.py").write_text("")
+    external = {m for c in cfg["contracts"] for m in c.get("forbidden_modules", [])}
+    for mod in external:  # torch, and layer 7's test-only references
+        (tmp_path / mod).mkdir()
+        (tmp_path / mod / "__init__.py").write_text("")
     (tmp_path / "contract.toml").write_text(_toml_config(cfg))
     return subprocess.run(
         [LINT, "--config", "contract.toml", "--no-cache"],
@@ -75,6 +77,13 @@ def test_torch_in_a_scratch_layer_breaks_the_forbidden_contract(tmp_path):
     proc = _lint(tmp_path, {"layer2_primitives": "import torch\n"})
     assert proc.returncode != 0
     assert "no torch" in proc.stdout and "BROKEN" in proc.stdout
+
+
+@pytest.mark.parametrize("reference", ["peft", "rank_bm25", "transformers"])
+def test_a_test_only_reference_in_layer7_breaks_its_contract(tmp_path, reference):
+    proc = _lint(tmp_path, {"layer7_research": f"import {reference}\n"})
+    assert proc.returncode != 0
+    assert "only in tests" in proc.stdout and "BROKEN" in proc.stdout
 
 
 def test_the_repository_keeps_the_contract():
