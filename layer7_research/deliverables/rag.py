@@ -31,7 +31,13 @@ from layer7_research.artifacts import load_base, preprocessing
 from layer7_research.retrieval import BM25, tokenize
 from layer7_research.retrieval import dense as dn
 from layer7_research.retrieval.questions import Question, build_questions
-from layer7_research.retrieval.rag import answer, is_correct, recall_at_k, reciprocal_rank_fusion
+from layer7_research.retrieval.rag import (
+    answer,
+    answer_logprob,
+    is_correct,
+    recall_at_k,
+    reciprocal_rank_fusion,
+)
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 CONDITIONS = (*RETRIEVERS, "gold", "none")
@@ -66,7 +72,7 @@ def rag(ctx: RunContext) -> dict[str, Any]:
     depth = range(1, cfg["depth"] + 1)
     recall = {name: recall_at_k(r, gold, depth) for name, r in ranked.items()}
     hits = {name: _answer_in_top_k(r, questions, corpus, cfg["ks"]) for name, r in ranked.items()}
-    preds = _generate(ctx, questions, corpus, ranked)
+    preds, logprob, rank = _generate(ctx, questions, corpus, ranked)
     correct = {c: _correct(preds[c], questions) for c in CONDITIONS}
     heldout = _heldout(text, questions)
     _plot_recall(ctx, recall, len(questions))
@@ -79,6 +85,8 @@ def rag(ctx: RunContext) -> dict[str, Any]:
         **{f"{n}_recall@{k}": recall[n][k] for n in RETRIEVERS for k in cfg["ks"]},
         **{f"{n}_answer_in_top{k}": hits[n][k] for n in RETRIEVERS for k in cfg["ks"]},
         **{f"acc_{c}": float(correct[c].mean()) for c in CONDITIONS},
+        **{f"top5_{c}": float((rank[c] < 5).mean()) for c in CONDITIONS},
+        **{f"logprob_{c}": float(logprob[c].mean()) for c in CONDITIONS},
         **{
             f"acc_{c}_heldout": float(correct[c][heldout].mean()) if heldout.any() else None
             for c in CONDITIONS
@@ -165,18 +173,23 @@ def _answer_in_top_k(
 
 def _generate(
     ctx: RunContext, questions: list[Question], corpus: list[str], ranked: dict[str, np.ndarray]
-) -> dict[str, list[str]]:
-    """The GPT's greedy answer to every question under every passage condition."""
+) -> tuple[dict[str, list[str]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per passage condition: the GPT's greedy answers, the answer's log-probability (nats) and
+    its first token's rank, for every question."""
     gpt = load_base("gpt", resolve_device(ctx.device))
     tok = load_tokenizer(preprocessing(gpt))
     n_new = ctx.config["max_new_tokens"]
     preds: dict[str, list[str]] = {c: [] for c in CONDITIONS}
+    scored: dict[str, list[tuple[float, int]]] = {c: [] for c in CONDITIONS}
     for i, q in enumerate(ctx.progress(questions, desc="answer")):
         context = {n: corpus[int(ranked[n][i, 0])] for n in RETRIEVERS}
         context |= {"gold": corpus[q.gold], "none": None}
         for c in CONDITIONS:
             preds[c].append(answer(gpt, tok, context[c], q.prefix, n_new))
-    return preds
+            scored[c].append(answer_logprob(gpt, tok, context[c], q.prefix, q.answer))
+    logprob = {c: np.array([s[0] for s in scored[c]]) for c in CONDITIONS}
+    rank = {c: np.array([s[1] for s in scored[c]]) for c in CONDITIONS}
+    return preds, logprob, rank
 
 
 def _correct(preds: list[str], questions: list[Question]) -> np.ndarray:
@@ -231,11 +244,13 @@ def _table(m: dict[str, Any], ks: list[int], ann: dict[str, Any]) -> str:
         cells = [f"{m[f'{n}_recall@{k}']:.3f}" for k in ks]
         cells += [f"{m[f'{n}_answer_in_top{k}']:.3f}" for k in ks]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", f"| passage in the GPT's prompt | answer accuracy (all) | held-out "
-              f"({m['n_heldout_questions']} questions) |", "|---|---|---|"]  # fmt: skip
+    lines += ["", "| passage in the GPT's prompt | answer accuracy (greedy word) | held-out "
+              f"({m['n_heldout_questions']} q.) | answer's 1st token in top 5 | "
+              "mean log p(answer) (nats) |", "|---|---|---|---|---|"]  # fmt: skip
     for c in CONDITIONS:
         h = m[f"acc_{c}_heldout"]
-        lines.append(f"| {c} | {m[f'acc_{c}']:.3f} | {'n/a' if h is None else f'{h:.3f}'} |")
+        lines.append(f"| {c} | {m[f'acc_{c}']:.3f} | {'n/a' if h is None else f'{h:.3f}'} | "
+                     f"{m[f'top5_{c}']:.3f} | {m[f'logprob_{c}']:.2f} |")  # fmt: skip
     lines += ["", f"| FAISS IVF nprobe (nlist {ann['nlist']}) | overlap@{ann['k']} with exact "
               "| ms / query |", "|---|---|---|"]  # fmt: skip
     lines += [

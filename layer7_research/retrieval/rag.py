@@ -16,7 +16,9 @@ truncated so that prompt + answer fit in ``block_size``), a space, then the ques
 to the blank; the answer is the first word of the greedy continuation, correct when it equals the
 blanked word (case-insensitive). With the right passage in context the answer is a copy of a word
 the model has seen a few sentences back (what induction heads do); with no passage it can only
-guess from the sentence.
+guess from the sentence. Beside exact-match accuracy, :func:`answer_logprob` gives the softer
+signal: the answer's log-likelihood under each prompt and the rank of its first token, so a
+passage that helps without making the answer the top choice still shows.
 """
 
 from __future__ import annotations
@@ -89,6 +91,22 @@ def answer(
     """The GPT's answer to one cloze question given ``passage`` (or none)."""
     ids = prompt_ids(tok, passage, prefix, model.config.block_size, max_new_tokens)
     return greedy_word(model, tok, ids, max_new_tokens)
+
+
+@torch.no_grad()
+def answer_logprob(
+    model: torch.nn.Module, tok: Any, passage: str | None, prefix: str, expected: str
+) -> tuple[float, int]:
+    """log p(" " + expected | prompt) in nats (summed over its tokens, teacher-forced) and the
+    rank of its first token among the model's next-token choices (0 = the greedy choice)."""
+    target = tok.encode(" " + expected)
+    ids = prompt_ids(tok, passage, prefix, model.config.block_size, len(target))
+    x = torch.tensor([ids + target[:-1]], device=next(model.parameters()).device)
+    logp = model(x)[0, len(ids) - 1 :].float().log_softmax(dim=-1)  # (len(target), V)
+    y = torch.tensor(target, device=logp.device)
+    total = logp.gather(1, y[:, None]).sum()
+    first_rank = (logp[0] > logp[0, y[0]]).sum()
+    return float(total), int(first_rank)
 
 
 def is_correct(predicted: str, expected: str) -> bool:

@@ -14,6 +14,7 @@ from layer4_architectures.sequence.gpt import GPT
 from layer7_research.retrieval import questions as qs
 from layer7_research.retrieval.rag import (
     answer,
+    answer_logprob,
     greedy_word,
     is_correct,
     prompt_ids,
@@ -76,6 +77,24 @@ def test_greedy_word_is_the_argmax_continuation():
     text = bytes(x[0, len(ids) :].tolist()).decode(errors="replace")
     m = re.match(r"^\s*([A-Za-z]+)", text)
     assert greedy_word(gpt, tok, ids, 5) == (m.group(1) if m else "")
+
+
+def test_answer_logprob_is_the_chain_rule_sum_over_the_answer_tokens():
+    torch.manual_seed(1)
+    gpt = GPT(256, block_size=40, n_layer=1, n_head=2, n_embd=16).eval()
+    tok = _WordTok()
+    total, first_rank = answer_logprob(gpt, tok, "Sam has a hat.", "Sam put on his", "hat")
+    # step by step: log p(next char | everything before), one forward per answer character
+    ids, want = list(b"Sam has a hat. Sam put on his"), 0.0
+    with torch.no_grad():
+        for k, t in enumerate(b" hat"):
+            logp = torch.log_softmax(gpt(torch.tensor([ids]))[0, -1].double(), dim=-1)
+            want += float(logp[t])
+            if k == 0:
+                want_rank = int((logp > logp[t]).sum())
+            ids.append(t)
+    assert total == pytest.approx(want, abs=1e-4)
+    assert first_rank == want_rank
 
 
 class _Scripted(torch.nn.Module):
