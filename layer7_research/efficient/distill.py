@@ -17,11 +17,15 @@ cross-entropy on the labels.
 
 :class:`DistillationTask` is the task protocol of layer 3's trainer: the teacher (frozen, always
 in eval mode) computes its logits for each training batch inside ``training_step`` (so they see the
-same augmentation as the student); evaluation reports the student's loss and accuracy.
+same augmentation as the student); evaluation reports the student's loss and accuracy. Several
+students taught by one teacher on the same batches (a sweep over T and α with one seed) may share
+a :class:`TeacherCache`: the frozen teacher's logits are a function of the input alone, so each
+distinct batch is run through the teacher once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -74,6 +78,30 @@ def distillation_loss(
     return alpha * soft + (1 - alpha) * hard, {"soft": soft.detach(), "hard": hard.detach()}
 
 
+class TeacherCache:
+    """Memoised logits of a frozen, eval-mode teacher, keyed by a hash of the input's bytes."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        self.teacher = teacher
+        self.logits: dict[bytes, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(x: torch.Tensor) -> bytes:
+        data = x.detach().contiguous().cpu().numpy().tobytes()
+        return hashlib.blake2b(data, digest_size=16).digest() + str(tuple(x.shape)).encode()
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.key(x)
+        if k in self.logits:
+            self.hits += 1
+        else:
+            self.misses += 1
+            self.logits[k] = self.teacher(x)
+        return self.logits[k]
+
+
 class DistillationTask(Task):
     """Train ``student`` on ``distillation_loss`` against a frozen ``teacher``.
 
@@ -85,14 +113,22 @@ class DistillationTask(Task):
     model_key = "student"
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        cache: TeacherCache | None = None,
     ) -> None:
         super().__init__()
         _check(temperature, alpha)
+        if cache is not None and cache.teacher is not teacher:
+            raise ValueError("the TeacherCache was built for another teacher")
         self.student, self.teacher = student, teacher
         self.temperature, self.alpha = temperature, alpha
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        self.cache = cache
 
     def train(self, mode: bool = True) -> DistillationTask:
         super().train(mode)
@@ -104,7 +140,7 @@ class DistillationTask(Task):
     ) -> tuple[torch.Tensor, Logs]:
         x, y = batch  # (B, C, H, W), (B,)
         with torch.no_grad():
-            teacher_logits = self.teacher(x)  # (B, classes)
+            teacher_logits = self.cache(x) if self.cache else self.teacher(x)  # (B, classes)
         return distillation_loss(self.student(x), teacher_logits, y, self.temperature, self.alpha)
 
     def validation_step(self, batch: Any) -> Sums:

@@ -18,7 +18,8 @@ Every method stores weights as q = clamp(round(w / s) + z, q_min, q_max) (see
 :func:`sensitivity` quantises one layer at a time (fake-quant of its weights per channel and its
 input per tensor, scratch quantiser) to find the layers whose int8 error costs the most accuracy.
 Size is the bytes of the serialised ``state_dict`` (:func:`model_bytes`); latency the median wall
-time of a forward pass (:func:`latency_ms`).
+time of a forward pass (:func:`latency_ms`); quality the mean loss and accuracy over a held-out
+loader (:func:`mean_metrics`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ import io
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layer3_framework import ImageData
 from layer7_research.efficient.quantizer import FakeQuant, Observer, QScheme, quantize
 
 ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
@@ -227,13 +230,54 @@ def fake_quantize_layers(
 def sensitivity(
     model: nn.Module,
     calibration: Sequence[torch.Tensor],
-    evaluate: Callable[[nn.Module], float],
+    evaluate: Callable[[nn.Module], Any],
     names: Sequence[str] | None = None,
     progress: Callable[[Iterable], Iterable] = iter,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """``evaluate`` (e.g. accuracy) of the model with only layer ``n`` fake-quantised, per
-    layer ``n`` (default: every Conv2d/Linear)."""
+    layer ``n`` (default: every Conv2d/Linear). Per-channel weight scales make the result the
+    same with or without BN folded into the conv (a channel's scale moves with its weights)."""
     names = list(names) if names is not None else quantisable_layers(model)
     if not names:
         raise ValueError("no layers to quantise (expected Conv2d or Linear modules)")
     return {n: evaluate(fake_quantize_layers(model, [n], calibration)) for n in progress(names)}
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def image_data(preprocessing: dict[str, Any], dataset: str, **kwargs: Any) -> ImageData:
+    """Layer 3's data module for ``dataset`` with the normalisation and classes a checkpoint's
+    ``preprocessing`` states (what the model was trained on), plus ``ImageData`` ``kwargs``."""
+    if preprocessing.get("kind") != "image":
+        raise ValueError(f"preprocessing kind {preprocessing.get('kind')!r}: expected 'image'")
+    return ImageData(
+        name=dataset,
+        shape=list(preprocessing["shape"]),
+        classes=list(preprocessing["classes"]),
+        mean=list(preprocessing["mean"]),
+        std=list(preprocessing["std"]),
+        **kwargs,
+    )
+
+
+@torch.inference_mode()
+def mean_metrics(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loader: Iterable,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Mean cross-entropy and accuracy over every target of ``loader``'s (x, y) batches (images:
+    one per sample; language models: one per token), summed in float64 as layer 3's
+    :class:`~layer3_framework.Classification` does."""
+    loss, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        logits, target = out.reshape(-1, out.shape[-1]).float(), y.reshape(-1)
+        loss += F.cross_entropy(logits, target, reduction="sum").double().item()
+        correct += int((logits.argmax(-1) == target).sum())
+        n += target.numel()
+    if n == 0:
+        raise ValueError("the loader yielded no batches")
+    return {"loss": loss / n, "accuracy": correct / n}

@@ -12,6 +12,7 @@ from scipy.special import log_softmax, softmax
 from layer3_framework import Trainer, TrainerConfig
 from layer7_research.efficient.distill import (
     DistillationTask,
+    TeacherCache,
     distillation_loss,
     soft_target_loss,
 )
@@ -135,3 +136,22 @@ def test_task_trains_student_only_teacher_frozen_in_eval():
     torch.testing.assert_close(loss, expected)
     acc = trainer.evaluate()["accuracy"]
     assert acc == pytest.approx((student.eval()(x).argmax(1) == y).float().mean().item())
+
+
+def test_teacher_cache_returns_the_teachers_logits_once_per_batch():
+    teacher = _tiny_cnn(0).eval()
+    cache = TeacherCache(teacher)
+    x = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    first, again = cache(x), cache(x.clone())
+    other = cache(x + 1e-3)
+    assert torch.equal(first, teacher(x).detach()) and torch.equal(again, first)
+    assert not torch.allclose(other, first)
+    assert (cache.hits, cache.misses) == (1, 2)
+    task = DistillationTask(_tiny_cnn(1), teacher, cache=cache)
+    y = torch.zeros(4, dtype=torch.long)
+    loss, _ = task.training_step((x, y), 0)
+    expected, _ = distillation_loss(task.student(x), teacher(x), y, 4.0, 0.9)
+    torch.testing.assert_close(loss, expected)
+    assert cache.hits == 2
+    with pytest.raises(ValueError, match="another teacher"):
+        DistillationTask(_tiny_cnn(1), _tiny_cnn(2), cache=cache)
