@@ -40,7 +40,12 @@ from layer7_research.alignment.preferences import (
     split_prompts,
     win_rate,
 )
-from layer7_research.alignment.reward import RewardModel, RewardTask, bradley_terry_loss
+from layer7_research.alignment.reward import (
+    RewardModel,
+    RewardTask,
+    bradley_terry_loss,
+    normalise_reward,
+)
 
 __all__ = [
     "NEGATIVE",
@@ -62,6 +67,7 @@ __all__ = [
     "kl_k3",
     "log_ratio_margin",
     "make_pairs",
+    "normalise_reward",
     "pair_dataset",
     "positivity",
     "ppo_update",

@@ -26,6 +26,7 @@ paired samples of two policies on the same prompts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,6 +213,13 @@ class Judge:
         self.reference_ids = sample_continuations(reference, prompts, n_tokens, seed=seed)
         self.reference_scores = self.scores(self.reference_ids)
 
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the judge's prompts and continuation length: two runs compare only when
+        they were judged on the same ones."""
+        data = self.prompts.numpy().astype(np.int64).tobytes() + str(self.n_tokens).encode()
+        return hashlib.sha256(data).hexdigest()[:16]
+
     def scores(self, ids: torch.Tensor) -> np.ndarray:
         return score_continuations(ids, self.prompts.shape[1], self.tokenizer, self.rule)
 
@@ -240,3 +248,35 @@ class Judge:
             "kl": float(kl.mean()),
             "ids": ids,
         }
+
+
+@dataclass
+class PreferenceData:
+    """Training and held-out pairs from disjoint prompts, and the held-out prompts themselves
+    (ties included: a judge's prompts need no preference)."""
+
+    train: PreferencePairs
+    held_out: PreferencePairs
+    held_out_prompts: torch.Tensor
+
+
+def preference_data(
+    model: torch.nn.Module,
+    tokenizer,
+    text: str,
+    *,
+    prompt_tokens: int,
+    continuation_tokens: int,
+    max_prompts: int,
+    held_out: float,
+    seed: int,
+) -> PreferenceData:
+    """Prompts from ``text`` split in text order, then pairs for each side (seeds ``seed``,
+    ``seed + 1``): the one recipe both alignment deliverables use, so they see the same pairs."""
+    prompts = prompts_from_text(text, tokenizer, prompt_tokens, max_prompts)
+    train_prompts, test_prompts = split_prompts(prompts, held_out)
+    return PreferenceData(
+        train=make_pairs(model, tokenizer, train_prompts, continuation_tokens, seed=seed),
+        held_out=make_pairs(model, tokenizer, test_prompts, continuation_tokens, seed=seed + 1),
+        held_out_prompts=test_prompts,
+    )

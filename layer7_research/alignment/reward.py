@@ -87,3 +87,20 @@ class RewardTask(Task):
         loss, margin = self._losses(batch)
         n = margin.numel()
         return {"loss": (loss.sum().double(), n), "accuracy": ((margin > 0).sum(), n)}
+
+
+@torch.no_grad()
+def normalise_reward(model: RewardModel, ids: torch.Tensor, batch_size: int = 128) -> dict:
+    """Rescale the head so the scores of ``ids`` (N, T) have mean 0 and std 1, as InstructGPT
+    normalises its reward model before RL (a reward's offset and scale are not identified by
+    Bradley–Terry, but PPO's KL trade-off depends on them); returns the mean and std before."""
+    device = next(model.parameters()).device
+    scores = torch.cat(
+        [model.score(ids[i : i + batch_size].to(device)) for i in range(0, len(ids), batch_size)]
+    )
+    mean, std = scores.mean(), scores.std()
+    if not std > 0:
+        raise ValueError(f"reward scores have std {float(std)}: cannot normalise a constant")
+    model.head.weight.div_(std)
+    model.head.bias.sub_(mean).div_(std)
+    return {"mean": float(mean), "std": float(std)}

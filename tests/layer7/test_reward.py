@@ -14,7 +14,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from layer3_framework import Trainer, TrainerConfig
 from layer4_architectures.sequence.gpt import GPT
-from layer7_research.alignment import RewardModel, RewardTask, bradley_terry_loss
+from layer7_research.alignment import (
+    RewardModel,
+    RewardTask,
+    bradley_terry_loss,
+    normalise_reward,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +113,18 @@ def test_reward_task_learns_a_preference_and_reports_held_out_accuracy():
     trainer.fit()
     result = trainer.evaluate()
     assert result["accuracy"] == 1.0 and result["loss"] < 0.2
+
+
+def test_normalise_reward_gives_mean_zero_std_one_and_keeps_the_order():
+    rm = RewardModel(tiny_gpt())
+    nn.init.normal_(rm.head.weight)
+    nn.init.constant_(rm.head.bias, 3.0)
+    ids = torch.randint(0, 7, (50, 6), generator=torch.Generator().manual_seed(4))
+    before = rm.score(ids).detach()
+    stats = normalise_reward(rm, ids, batch_size=16)
+    after = rm.score(ids).detach()
+    torch.testing.assert_close(after, (before - before.mean()) / before.std())
+    assert stats["mean"] == pytest.approx(before.mean().item(), rel=1e-5)
+    assert torch.equal(after.argsort(), before.argsort())
+    with pytest.raises(ValueError, match="constant"):
+        normalise_reward(RewardModel(tiny_gpt()), ids)  # a zero head scores everything 0
