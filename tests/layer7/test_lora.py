@@ -214,6 +214,7 @@ def peft_twin(base: GPT, ours: GPT, r: int, alpha: float) -> GPT:
     return twin
 
 
+@pytest.mark.slow  # importing peft (and transformers) takes several seconds
 def test_same_outputs_and_gradients_as_peft():
     base = tiny_gpt()
     ours = copy.deepcopy(base)
