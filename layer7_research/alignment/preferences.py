@@ -174,6 +174,11 @@ def make_pairs(
     s1 = score_continuations(first, p, tokenizer, rule)
     s2 = score_continuations(second, p, tokenizer, rule)
     keep = s1 != s2
+    if not keep.any():
+        raise ValueError(
+            f"all {len(prompts)} pairs tie under the rule {getattr(rule, '__name__', rule)}: "
+            "no preference to learn (more prompts or longer continuations?)"
+        )
     first_wins = torch.from_numpy(s1 > s2)[:, None]  # (N, 1)
     chosen = torch.where(first_wins, first, second)[torch.from_numpy(keep)]
     rejected = torch.where(first_wins, second, first)[torch.from_numpy(keep)]

@@ -7,6 +7,8 @@ rewards rebuilt by hand; and PPO raising a known reward on a tiny GPT."""
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from scipy.special import log_softmax
 from torch import nn
 
 from layer0_math.information import kl_divergence
+from layer0_math.lab import latest_run_dir, run_deliverable
 from layer4_architectures.sequence.gpt import GPT
 from layer7_research.alignment import (
     PPOConfig,
@@ -25,10 +28,13 @@ from layer7_research.alignment import (
     kl_k1,
     kl_k3,
     ppo_update,
+    preferences,
     rollout,
     sequence_kl,
     without_dropout,
 )
+from layer7_research.deliverables.dpo import dpo
+from layer7_research.deliverables.rlhf import rlhf
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +194,50 @@ def test_ppo_raises_a_known_reward():
     # 6 tokens of 5 start near 6/5 = 1.2 expected; PPO drives it towards 6
     assert scores[0] < 2.0 and np.mean(scores[-3:]) > 4.5, scores
     assert 0.0 <= logs["clip_fraction"] <= 1.0
+
+
+def fake_gpt_run(runs: Path) -> None:
+    """A finished layer-4 ``gpt_tinystories`` run holding a tiny char-level GPT checkpoint."""
+    from layer0_math.datasets import load
+    from layer3_framework.checkpoint import checkpoint_path, save_checkpoint
+    from layer4_architectures.sequence.data import CharTokenizer
+
+    tok = CharTokenizer.train(load("tinystories"))
+    kwargs = {"vocab_size": tok.vocab_size, "block_size": 32, "n_layer": 1, "n_head": 2,
+              "n_embd": 16}  # fmt: skip
+    run = runs / "layer4_architectures" / "gpt_tinystories" / "20260101-000000-000000"
+    spec = {
+        "target": "layer4_architectures.sequence.gpt.GPT",
+        "kwargs": kwargs,
+        "preprocessing": {"tokenizer_kind": "char", "tokenizer": tok.to_dict()},
+    }
+    torch.manual_seed(0)
+    path = checkpoint_path(run / "gpt" / "checkpoints", 1)
+    save_checkpoint(path, model=GPT(**kwargs), step=1, model_spec=spec)
+    (run / "manifest.json").write_text(json.dumps({"status": "ok"}))
+
+
+TINY = {"prompt_tokens": 8, "continuation_tokens": 8, "max_prompts": 60, "eval_prompts": 16,
+        "shown_samples": 2}  # fmt: skip
+
+
+@pytest.mark.data
+def test_dpo_then_rlhf_deliverables_on_a_tiny_fake_base(tmp_path, monkeypatch):
+    """Both deliverables end to end on a tiny base: their files, and rlhf's table reading the
+    dpo run (same prompts, so comparable); the figures are only checked for being figures."""
+    fake_gpt_run(tmp_path / "runs")  # the conftest points DLSTACK_RUNS there
+    # an untrained char model writes no lexicon words: one-letter "words" give it preferences
+    monkeypatch.setattr(preferences, "POSITIVE", frozenset("aeiou"))
+    monkeypatch.setattr(preferences, "NEGATIVE", frozenset("xyz"))
+    dpo_m = run_deliverable(dpo, overrides={**TINY, "betas": [0.1, 0.5], "steps": 4,
+                                            "batch_size": 4, "eval_every": 2})  # fmt: skip
+    assert 0.0 <= dpo_m["win_rate"] <= 1.0 and dpo_m["kl"] >= 0.0
+    assert set(dpo_m["per_beta"]) == {"0.1", "0.5"}
+    m = run_deliverable(rlhf, overrides={**TINY, "rm_steps": 4, "rm_batch_size": 4,
+                                         "rm_eval_every": 2, "iterations": 2, "rollout_batch": 8,
+                                         "minibatch": 4, "epochs": 1, "eval_every": 1})  # fmt: skip
+    assert m["dpo_win_rate"] == dpo_m["win_rate"] and m["train_pairs"] == dpo_m["train_pairs"]
+    run = latest_run_dir("layer7_research", "rlhf")
+    for name in ("rlhf_curves.png", "reward_model.png", "table.md", "samples.txt"):
+        assert (run / name).stat().st_size > 0
+    assert "DPO β=0.1" in (run / "table.md").read_text()
