@@ -176,6 +176,7 @@ def plot_tradeoff(ctx: RunContext, rows: list[dict[str, Any]], floor: dict[str, 
     right.axhline(floor["fid_floor"], ls="--", c="gray", label="real-vs-real floor")
     right.set(xlabel="guidance scale w (1 = conditional)", ylabel="FID", title="FID vs w")
     right.legend()
+    fig.tight_layout()
     ctx.savefig(fig, "tradeoff.png")
 
 
