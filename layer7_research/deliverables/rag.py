@@ -1,15 +1,18 @@
 """``rag``: retrieval-augmented generation over the TinyStories sample with layer 4's models.
 
 1. **Questions** (:mod:`~layer7_research.retrieval.questions`): cloze questions from the
-   sample's passages, a rare word of one sentence blanked, the sentence removed from its (gold)
-   passage in the corpus.
+   sample's passages, a rare word of one sentence blanked, in two variants over the same
+   questions: ``cloze`` (the sentence stays in its gold passage: retrieval can match it and the
+   GPT can copy the word) and ``removed`` (the sentence taken out of the passage in the corpus:
+   retrieval must match the story, the GPT must find the word elsewhere in the passage).
 2. **Retrieval**: BM25 written here; dense retrieval with layer 4's BERT (mean-pooled, normalised
    embeddings; the query is the sentence with ``[MASK]`` in the blank) by exact numpy search, a
    FAISS flat index (checked equal) and an IVF index (its overlap with exact search over
    ``nprobe``); a hybrid by reciprocal-rank fusion. recall@1/5/10 of the gold passage, and how
    often the answer word is in the top-k passages at all.
 3. **Generation**: layer 4's GPT answers each question greedily with the top-1 BM25, dense or
-   hybrid passage, the gold passage (oracle) or no passage; answer accuracy of each.
+   hybrid passage, the gold passage (oracle) or no passage; answer accuracy of each, the answer's
+   log-likelihood and how often its first token is in the GPT's top 5.
 
 Both models come from ``runs/`` (:func:`~layer7_research.artifacts.load_base`); they were trained
 on the first 90% of the same sample, so questions from the held-out 10% are reported apart.
@@ -18,6 +21,7 @@ on the first 90% of the same sample, so questions from the held-out 10% are repo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,11 +45,29 @@ from layer7_research.retrieval.rag import (
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 CONDITIONS = (*RETRIEVERS, "gold", "none")
+VARIANTS = {"cloze": False, "removed": True}  # name -> remove_sentence
+
+
+@dataclass
+class Models:
+    """Layer 4's BERT (retriever) and GPT (generator), each with its checkpoint's tokenizer."""
+
+    bert: Any
+    bert_tok: Any
+    gpt: Any
+    gpt_tok: Any
+
+    @classmethod
+    def load(cls, device: Any) -> Models:
+        bert, gpt = load_base("bert", device), load_base("gpt", device)
+        return cls(
+            bert, load_tokenizer(preprocessing(bert)), gpt, load_tokenizer(preprocessing(gpt))
+        )
 
 
 @deliverable(
     quick={
-        "n_questions": 600,
+        "n_questions": 400,
         "max_df": 5,
         "min_prefix_words": 3,
         "ks": [1, 5, 10],
@@ -57,26 +79,45 @@ CONDITIONS = (*RETRIEVERS, "gold", "none")
         "n_examples": 8,
     },
     full={"n_questions": 5000, "max_df": 10},
-    headline=["bm25_recall@1", "dense_recall@1", "hybrid_recall@1", "acc_bm25", "acc_gold",
-              "acc_none"],
+    headline=["cloze.bm25_recall@1", "cloze.dense_recall@1", "cloze.acc_gold", "cloze.acc_none",
+              "removed.bm25_recall@1", "removed.acc_gold"],
 )  # fmt: skip
 def rag(ctx: RunContext) -> dict[str, Any]:
-    """recall@k of BM25, dense and hybrid retrieval; GPT answer accuracy per passage source."""
-    cfg = ctx.config
+    """recall@k of BM25, dense and hybrid retrieval; GPT answer accuracy per passage source; for
+    the plain cloze (the sentence in its passage) and with the sentence removed."""
     text = load_tinystories()
+    models = Models.load(resolve_device(ctx.device))
+    metrics: dict[str, Any] = {}
+    recalls, tables = {}, []
+    for name, remove in VARIANTS.items():
+        m, recalls[name], ann = _variant(ctx, text, models, name, remove)
+        metrics |= {f"{name}.{k}": v for k, v in m.items()}
+        tables.append(_table(name, m, ctx.config["ks"]))
+        if name == "cloze":
+            metrics |= ann["metrics"]
+            tables.append(_ann_table(ann, metrics))
+            _plot_ann(ctx, ann)
+    _plot_recall(ctx, recalls, metrics["cloze.n_questions"])
+    ctx.write_text("table.md", "\n".join(tables))
+    return metrics
+
+
+def _variant(
+    ctx: RunContext, text: str, models: Models, name: str, remove: bool
+) -> tuple[dict[str, Any], dict[str, dict[int, float]], dict[str, Any]]:
+    """One question-set variant: retrieval, recall@k, generation; its metrics and recall curves."""
+    cfg = ctx.config
     questions, corpus = build_questions(
-        text, cfg["n_questions"], ctx.seed, cfg["max_df"], cfg["min_prefix_words"]
+        text, cfg["n_questions"], ctx.seed, cfg["max_df"], cfg["min_prefix_words"], remove
     )
     gold = np.array([q.gold for q in questions])
-    ranked, ann = _retrieve(ctx, questions, corpus)
-    depth = range(1, cfg["depth"] + 1)
-    recall = {name: recall_at_k(r, gold, depth) for name, r in ranked.items()}
-    hits = {name: _answer_in_top_k(r, questions, corpus, cfg["ks"]) for name, r in ranked.items()}
-    preds, logprob, rank = _generate(ctx, questions, corpus, ranked)
+    ranked, ann = _retrieve(ctx, models, questions, corpus)
+    recall = {n: recall_at_k(r, gold, range(1, cfg["depth"] + 1)) for n, r in ranked.items()}
+    hits = {n: _answer_in_top_k(r, questions, corpus, cfg["ks"]) for n, r in ranked.items()}
+    preds, logprob, rank = _generate(ctx, models, questions, corpus, ranked)
     correct = {c: _correct(preds[c], questions) for c in CONDITIONS}
     heldout = _heldout(text, questions)
-    _plot_recall(ctx, recall, len(questions))
-    _plot_ann(ctx, ann)
+    _write_examples(ctx, name, questions, corpus, ranked, preds)
     metrics = {
         "n_questions": len(questions),
         "n_passages": len(corpus),
@@ -91,24 +132,21 @@ def rag(ctx: RunContext) -> dict[str, Any]:
             f"acc_{c}_heldout": float(correct[c][heldout].mean()) if heldout.any() else None
             for c in CONDITIONS
         },  # fmt: skip
-        **ann["metrics"],
     }
-    ctx.write_text("table.md", _table(metrics, cfg["ks"], ann))
-    _write_examples(ctx, questions, corpus, ranked, preds)
-    return metrics
+    return metrics, recall, ann
 
 
 # ----------------------------------------------------------------------------- retrieval
 
 
 def _retrieve(
-    ctx: RunContext, questions: list[Question], corpus: list[str]
+    ctx: RunContext, models: Models, questions: list[Question], corpus: list[str]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Ranked passage ids (Q, depth) of BM25, dense (exact) and RRF; the ANN study."""
     cfg = ctx.config
     bm25 = BM25.from_texts(corpus)
     by_bm25 = np.stack([bm25.top_k(tokenize(q.text), cfg["depth"]) for q in questions])
-    passages, queries = _embeddings(ctx, questions, corpus)
+    passages, queries = _embeddings(ctx, models, questions, corpus)
     start = time.perf_counter()
     by_dense = dn.exact_search(queries, passages, cfg["depth"])
     exact_s = time.perf_counter() - start
@@ -118,15 +156,14 @@ def _retrieve(
 
 
 def _embeddings(
-    ctx: RunContext, questions: list[Question], corpus: list[str]
+    ctx: RunContext, models: Models, questions: list[Question], corpus: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised BERT embeddings of the passages (N, C) and the [MASK]ed questions (Q, C)."""
-    device = resolve_device(ctx.device)
-    bert = load_base("bert", device)
-    tok = load_tokenizer(preprocessing(bert))
+    bert = models.bert
+    device = next(bert.parameters()).device
     kw = {"pad_id": bert.pad_id, "batch_size": ctx.config["embed_batch"], "device": device}
-    passages = dn.embed_texts(bert, tok, corpus, progress=ctx.progress, **kw)
-    queries = dn.embed_texts(bert, tok, [q.masked for q in questions], **kw)
+    passages = dn.embed_texts(bert, models.bert_tok, corpus, progress=ctx.progress, **kw)
+    queries = dn.embed_texts(bert, models.bert_tok, [q.masked for q in questions], **kw)
     return passages, queries
 
 
@@ -172,13 +209,15 @@ def _answer_in_top_k(
 
 
 def _generate(
-    ctx: RunContext, questions: list[Question], corpus: list[str], ranked: dict[str, np.ndarray]
+    ctx: RunContext,
+    models: Models,
+    questions: list[Question],
+    corpus: list[str],
+    ranked: dict[str, np.ndarray],
 ) -> tuple[dict[str, list[str]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per passage condition: the GPT's greedy answers, the answer's log-probability (nats) and
     its first token's rank, for every question."""
-    gpt = load_base("gpt", resolve_device(ctx.device))
-    tok = load_tokenizer(preprocessing(gpt))
-    n_new = ctx.config["max_new_tokens"]
+    gpt, tok, n_new = models.gpt, models.gpt_tok, ctx.config["max_new_tokens"]
     preds: dict[str, list[str]] = {c: [] for c in CONDITIONS}
     scored: dict[str, list[tuple[float, int]]] = {c: [] for c in CONDITIONS}
     for i, q in enumerate(ctx.progress(questions, desc="answer")):
@@ -205,18 +244,21 @@ def _heldout(text: str, questions: list[Question]) -> np.ndarray:
 # ----------------------------------------------------------------------------- reporting
 
 
-def _plot_recall(ctx: RunContext, recall: dict[str, dict[int, float]], n: int) -> None:
+def _plot_recall(ctx: RunContext, recalls: dict[str, dict[str, dict[int, float]]], n: int) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name in RETRIEVERS:
-        ks = sorted(recall[name])[:20]
-        ax.plot(ks, [recall[name][k] for k in ks], "o-", ms=3, label=name)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"cloze": "-", "removed": "--"}
+    for variant, recall in recalls.items():
+        for colour, name in zip(("C0", "C1", "C2"), RETRIEVERS, strict=True):
+            ks = sorted(recall[name])[:20]
+            ax.plot(ks, [recall[name][k] for k in ks], styles[variant], color=colour, marker="o",
+                    ms=2.5, label=f"{name}, {variant}")  # fmt: skip
     ax.set_xlabel("k (passages retrieved)")
     ax.set_ylabel("recall@k of the gold passage")
     ax.set_title(f"Retrieval over the TinyStories sample ({n} cloze questions)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, ncol=2)
     ctx.savefig(fig, "recall_at_k.png")
 
 
@@ -235,9 +277,11 @@ def _plot_ann(ctx: RunContext, ann: dict[str, Any]) -> None:
     ctx.savefig(fig, "ivf_recall.png")
 
 
-def _table(m: dict[str, Any], ks: list[int], ann: dict[str, Any]) -> str:
-    lines = [f"# rag: {m['n_questions']} cloze questions, {m['n_passages']} passages", "",
-             "| retriever | " + " | ".join(f"recall@{k}" for k in ks) + " | "
+def _table(variant: str, m: dict[str, Any], ks: list[int]) -> str:
+    what = {"cloze": "the question's sentence stays in its passage",
+            "removed": "the question's sentence removed from its passage"}[variant]  # fmt: skip
+    lines = [f"## {variant}: {what} ({m['n_questions']} questions, {m['n_passages']} passages)",
+             "", "| retriever | " + " | ".join(f"recall@{k}" for k in ks) + " | "
              + " | ".join(f"answer in top {k}" for k in ks) + " |",
              "|---" * (1 + 2 * len(ks)) + "|"]  # fmt: skip
     for n in RETRIEVERS:
@@ -251,11 +295,15 @@ def _table(m: dict[str, Any], ks: list[int], ann: dict[str, Any]) -> str:
         h = m[f"acc_{c}_heldout"]
         lines.append(f"| {c} | {m[f'acc_{c}']:.3f} | {'n/a' if h is None else f'{h:.3f}'} | "
                      f"{m[f'top5_{c}']:.3f} | {m[f'logprob_{c}']:.2f} |")  # fmt: skip
-    lines += ["", f"| FAISS IVF nprobe (nlist {ann['nlist']}) | overlap@{ann['k']} with exact "
-              "| ms / query |", "|---|---|---|"]  # fmt: skip
-    lines += [
-        f"| {r['nprobe']} | {r['overlap']:.3f} | {r['ms_per_query']:.3f} |" for r in ann["rows"]
-    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ann_table(ann: dict[str, Any], m: dict[str, Any]) -> str:
+    lines = [f"## FAISS IVF (nlist {ann['nlist']}) vs exact search, BERT embeddings", "",
+             f"| nprobe | overlap@{ann['k']} with exact | ms / query |",
+             "|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['nprobe']} | {r['overlap']:.3f} | {r['ms_per_query']:.3f} |"
+              for r in ann["rows"]]  # fmt: skip
     lines.append(f"\nFAISS flat top-{ann['k']} == numpy exact: {m['faiss_flat_equals_exact']:.3f} "
                  f"of queries; numpy exact: {m['exact_ms_per_query']:.3f} ms / query.")  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -263,6 +311,7 @@ def _table(m: dict[str, Any], ks: list[int], ann: dict[str, Any]) -> str:
 
 def _write_examples(
     ctx: RunContext,
+    variant: str,
     questions: list[Question],
     corpus: list[str],
     ranked: dict[str, np.ndarray],
@@ -275,4 +324,4 @@ def _write_examples(
             where = f"passage {int(ranked[c][i, 0])}" if c in RETRIEVERS else c
             out.append(f"   {c:>6} ({where}): {preds[c][i]!r}")
         out.append(f"   gold passage: {corpus[q.gold][:300]}\n")
-    ctx.write_text("examples.txt", "\n".join(out))
+    ctx.write_text(f"examples_{variant}.txt", "\n".join(out))

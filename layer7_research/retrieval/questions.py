@@ -9,9 +9,12 @@ one of its paragraphs; /work/shared/data/README). A question is built from a pas
    content words), has 3+ letters, at least ``min_prefix_words`` words before it in ``s``, and
    occurs again in ``p`` outside ``s``;
 2. the question is ``s`` with ``w`` blanked (``prefix ___ suffix``), the answer is ``w``;
-3. ``s`` is removed from ``p`` in the retrieval corpus, so the gold passage holds the answer
-   (elsewhere in its text) but not the question's sentence: retrieval has to match the story,
-   not the sentence, and the generator has to find the word, not copy the next token.
+3. with ``remove_sentence=False`` (the plain cloze) the corpus holds ``p`` as it is: retrieval
+   can match the question's sentence itself, and the generator can copy the word that followed
+   the same words in its context (an induction head's job). With ``remove_sentence=True`` (the
+   harder variant) ``s`` is removed from ``p`` in the corpus, so the gold passage holds the answer
+   (elsewhere in its text) but not the sentence: retrieval has to match the story, not the
+   sentence, and the generator has to find the word, not copy the next token.
 
 One question per passage at most; the choice is a function of ``seed`` (deterministic). The gold
 passage is known by construction; ``answer_df`` (how many corpus passages contain the answer)
@@ -89,10 +92,16 @@ def _candidates(
 
 
 def build_questions(
-    text: str, n: int, seed: int = 0, max_df: int = 3, min_prefix_words: int = 3
+    text: str,
+    n: int,
+    seed: int = 0,
+    max_df: int = 3,
+    min_prefix_words: int = 3,
+    remove_sentence: bool = True,
 ) -> tuple[list[Question], list[str]]:
-    """Up to ``n`` questions and the retrieval corpus (every passage; a question's passage
-    without its sentence). Deterministic in ``seed``."""
+    """Up to ``n`` questions and the retrieval corpus (every passage; with ``remove_sentence`` a
+    question's passage without its sentence). Deterministic in ``seed``; which words are blanked
+    does not depend on ``remove_sentence`` (only ``answer_df`` may)."""
     if n < 1 or max_df < 1 or min_prefix_words < 0:
         raise ValueError(
             f"build_questions needs n >= 1, max_df >= 1, min_prefix_words >= 0; "
@@ -108,7 +117,8 @@ def build_questions(
         if cands:
             i, m = cands[int(rng.integers(len(cands)))]
             chosen.append((int(pid), sents[i], m))
-            corpus[pid] = " ".join(sents[:i] + sents[i + 1 :])
+            if remove_sentence:
+                corpus[pid] = " ".join(sents[:i] + sents[i + 1 :])
         if len(chosen) == n:
             break
     final_df = Counter(t for p in corpus for t in set(tokenize(p)))

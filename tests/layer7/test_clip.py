@@ -163,9 +163,9 @@ def test_training_makes_zero_shot_from_held_out_prompts_work():
     model.image_encoder.classifier = torch.nn.Linear(8 * 4 * 4, 16)  # 8x8 inputs, one pooling
     task = CLIPTask(model, caption_table(vocab, names, TRAIN_TEMPLATES),
                     caption_table(vocab, names, HELDOUT_TEMPLATES), seed=0)  # fmt: skip
-    x, y = _separable_images(256, gen)
+    x, y = _separable_images(128, gen)
     loader = torch.utils.data.DataLoader(list(zip(x, y, strict=True)), batch_size=32, shuffle=True)
-    cfg = TrainerConfig(max_steps=60, log_every=20, progress=False)
+    cfg = TrainerConfig(max_steps=40, log_every=20, progress=False)
     optimizer = torch.optim.AdamW(task.parameters(), lr=3e-3)
     trainer = Trainer(task, optimizer, loader, cfg, eval_loader=loader)
     before = trainer.evaluate()["zero_shot_accuracy"]

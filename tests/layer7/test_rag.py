@@ -149,6 +149,18 @@ def test_questions_blank_a_word_found_elsewhere_in_the_gold_passage():
     assert again == questions
 
 
+def test_plain_cloze_keeps_the_corpus_and_blanks_the_same_words():
+    removed, _ = qs.build_questions(STORIES, n=10, seed=0, max_df=1, min_prefix_words=2)
+    kept, corpus = qs.build_questions(
+        STORIES, n=10, seed=0, max_df=1, min_prefix_words=2, remove_sentence=False
+    )
+    assert corpus == qs.passages(STORIES)
+    assert [(q.prefix, q.answer, q.suffix, q.gold) for q in kept] == [
+        (q.prefix, q.answer, q.suffix, q.gold) for q in removed
+    ]
+    assert all(f"{q.prefix} {q.answer}{q.suffix}" in corpus[q.gold] for q in kept)
+
+
 def test_questions_answer_df_counts_corpus_passages():
     questions, corpus = qs.build_questions(STORIES, n=10, seed=1, max_df=3, min_prefix_words=1)
     for q in questions:
