@@ -74,7 +74,7 @@ MLP = ["mlp.up", "mlp.gate", "mlp.out_proj"]
         "lora_dropout": 0.0,
         "adapter_bottleneck": 12,  # ≈ LoRA r = 8's parameter budget on this GPT
         "steps": 150,
-        "batch_size": 16,
+        "batch_size": 8,
         "eval_every": 50,
         "n_val_windows": 96,  # None: every validation window
         "full_ft_lr": 5.0e-4,
