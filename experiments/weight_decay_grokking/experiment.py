@@ -1,5 +1,5 @@
 """weight_decay_grokking: without weight decay the model memorises (a + b) mod 23 and stays
-there: after 1000 full-batch steps its test accuracy is below 40% while train accuracy is 100%,
+there: after 500 full-batch steps its test accuracy is below 40% while train accuracy is 100%,
 and the same run with weight decay 1 ends higher.
 
 Two runs of layer 7's grokking recipe (:mod:`layer7_research.grokking`) on one seeded split,

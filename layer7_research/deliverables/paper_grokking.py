@@ -42,7 +42,7 @@ THRESHOLD = 0.99  # "reaches ~100%": the accuracy that marks memorised / general
 @deliverable(
     quick={
         "p": 97,
-        "train_fraction": 0.5,
+        "train_fraction": 0.4,
         "d_model": 128,
         "n_head": 4,
         "d_mlp": 512,
@@ -51,7 +51,7 @@ THRESHOLD = 0.99  # "reaches ~100%": the accuracy that marks memorised / general
         "beta1": 0.9,
         "beta2": 0.98,
         "warmup_steps": 10,
-        "steps": 1500,
+        "steps": 1000,
         "n_evals": 60,
         "n_key_frequencies": 5,
     },

@@ -147,3 +147,18 @@ def test_tiny_run_memorises_its_training_set(one_thread):
         Recipe(**{**recipe.__dict__, "weight_decay": 0.0}), progress=False
     ).model
     assert res.model.embed.weight.norm() < no_decay.embed.weight.norm()
+
+
+def test_paper_grokking_runs_end_to_end_on_tiny_settings(one_thread):
+    from layer0_math.lab import run_deliverable, runs_root
+    from layer7_research.deliverables.paper_grokking import paper_grokking
+
+    tiny = {"p": 11, "d_model": 16, "d_mlp": 32, "lr": 1e-2, "steps": 40, "n_evals": 6}
+    m = run_deliverable(paper_grokking, overrides={**tiny, "n_key_frequencies": 2})
+    assert m["steps"] == 40 and m["train_size"] + m["test_size"] == 121
+    assert len(m["key_frequencies"]) == 2 and 0 < m["key_frequency_share"] <= 1
+    run = runs_root() / "layer7_research" / "paper_grokking" / "latest"
+    for name in ("grokking_curves.png", "fourier_spectrum.png", "fourier_share.png"):
+        assert (run / name).stat().st_size > 0, name
+    table = (run / "table.md").read_text()
+    assert table.count("| yes |") + table.count("| no |") == 5
