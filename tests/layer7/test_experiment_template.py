@@ -45,7 +45,7 @@ def test_scaffold_writes_the_four_files(tmp_path):
     for f in folder.iterdir():
         assert "$name" not in f.read_text() and "lr_sweep" in f.read_text(), f.name
     assert load_config(folder, "quick") == ({"steps": 100}, 0)
-    assert load_config(folder, "full") == ({"steps": 5000}, 0)
+    assert load_config(folder, "full") == ({"steps": 10000}, 0)
 
 
 def test_the_scaffolded_test_fails_asking_for_the_check(tmp_path):
