@@ -125,6 +125,9 @@ def _delay_metrics(runs: dict[str, GrokResult]) -> dict[str, Any]:
         "delay_ratio": None if train99 is None or test99 is None else test99 / train99,
         "no_decay_train_accuracy": n.train_accuracy[-1],
         "no_decay_test_accuracy": n.at_step("test_accuracy", last),
+        "no_decay_test_accuracy_at_test_99": None
+        if test99 is None
+        else n.at_step("test_accuracy", test99),
         "no_decay_best_test_accuracy": max(n.test_accuracy),
         "no_decay_train_99_step": n.first_step("train_accuracy", THRESHOLD),
         "no_decay_test_99_step": n.first_step("test_accuracy", THRESHOLD),
