@@ -137,14 +137,16 @@ def sample_sweep(
     classes: Sequence[int] = tuple(range(10)),
     sampler: str = "ddpm",
     steps: int | None = None,
+    eta: float = 0.0,
     seed: int = 0,
     chunk_size: int = 500,
     progress: Callable[..., Any] | None = None,
 ) -> list[GuidedSet]:
     """``n`` samples per guidance scale, balanced over ``classes``, every scale from ``seed``.
 
-    ``sampler``/``steps`` are layer 4's (``"ddpm"``: all T ancestral steps; ``"ddim"``: η = 0 on
-    ``steps`` timesteps). ``progress(iterable, total=, desc=)`` wraps the chunks of each scale.
+    ``sampler``/``steps``/``eta`` are layer 4's (``"ddpm"``: all T ancestral steps; ``"ddim"``:
+    ``steps`` timesteps, η = 0 deterministic, η = 1 as noisy as DDPM's steps).
+    ``progress(iterable, total=, desc=)`` wraps the chunks of each scale.
     """
     labels = balanced_labels(n, classes)
     out = []
@@ -155,6 +157,7 @@ def sample_sweep(
             n,
             sampler=sampler,
             steps=steps,
+            eta=eta,
             classes=y,
             guidance=guidance,
             seed=seed,  # the same x_T and noise for every w

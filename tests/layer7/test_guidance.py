@@ -234,15 +234,16 @@ def test_large_w_concentrates_on_the_requested_component(one_thread):
         assert pushed > 1.5 * (MEANS[k] - centre).norm(), (k, pushed)
 
 
-def test_sweep_reuses_the_seed_and_its_shortcuts_are_the_formula(one_thread):
-    d, n = toy(), 30
-    sets = sample_sweep(d, [0.0, 1.0, 2.0], n, classes=[2, 0], seed=5, chunk_size=12)
+@pytest.mark.parametrize(("sampler", "steps", "eta"), [("ddpm", None, 0.0), ("ddim", 10, 1.0)])
+def test_sweep_reuses_the_seed_and_its_shortcuts_are_the_formula(one_thread, sampler, steps, eta):
+    d, n, how = toy(), 30, {"sampler": sampler, "steps": steps, "eta": eta}
+    sets = sample_sweep(d, [0.0, 1.0, 2.0], n, classes=[2, 0], seed=5, chunk_size=12, **how)
     y = balanced_labels(n, [2, 0])
     assert all(torch.equal(s.labels, y) for s in sets)
-    for s in sets:  # each w is layer 4's sampler at that w from the same seed
-        x, _ = d.sample(n, classes=y, guidance=s.w, seed=5, chunk_size=12)
+    for s in sets:  # each w is layer 4's sampler at that w (the guided pair) from the same seed
+        x, _ = d.sample(n, classes=y, guidance=s.w, seed=5, chunk_size=12, **how)
         torch.testing.assert_close(s.images * 2 - 1, x.clamp(-1, 1), atol=1e-4, rtol=0)
-    assert s.seconds >= 0
+    assert not torch.allclose(sets[0].images, sets[2].images)  # and w changes the samples
 
 
 def test_balanced_labels_and_bad_requests():
@@ -327,7 +328,7 @@ def test_headline_picks_best_fid_and_the_ends_of_the_sweep():
     assert (h["best_fid_w"], h["best_fid"]) == (2.0, 3.0)
     assert (h["accuracy_w1"], h["wmax"], h["accuracy_wmax"], h["fid_wmax"]) == (0.9, 8.0, 1.0, 20.0)
     text = table(fake_rows(), {"fid_floor": 1.0, "kid_floor": 0.0}, {
-        "n_per_scale": 10, "sampler": "ddim", "steps": 20})  # fmt: skip
+        "n_per_scale": 10, "sampler": "ddim", "steps": 20, "eta": 1.0})  # fmt: skip
     assert "| 2 | 1 | 0.950 | 3.00 |" in text and "floor at the same n: FID 1.00" in text
 
 
