@@ -28,7 +28,7 @@ from torch import nn
 from layer0_math.lab import RunContext, deliverable, pyplot
 from layer3_framework import Trainer, TrainerConfig, resolve_device, seed_everything
 from layer3_framework.ports import CifarCNN
-from layer7_research.artifacts import load_base, preprocessing
+from layer7_research.artifacts import load_base, preprocessing, source_dir
 from layer7_research.efficient.distill import DistillationTask, TeacherCache
 from layer7_research.efficient.ptq import image_data, mean_metrics
 
@@ -38,7 +38,7 @@ from layer7_research.efficient.ptq import image_data, mean_metrics
         "temperatures": [1.0, 2.0, 4.0, 8.0],
         "alphas": [0.5, 0.9],
         "student_widths": [16, 32, 48],
-        "steps": 250,
+        "steps": 200,
         "batch_size": 128,
         "lr": 0.1,
         "weight_decay": 5e-4,
@@ -80,7 +80,10 @@ def distillation(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("table.json", {"teacher": teacher_acc, "hard": hard, "rows": rows, **params})
     ctx.write_text("table.md", _table(ctx, teacher_acc, hard, rows, params, len(data.bundle.test)))
     _plot(ctx, teacher_acc, hard, rows)
-    return _metrics(teacher_acc, hard, rows, params)
+    return {
+        **_metrics(teacher_acc, hard, rows, params),
+        "teacher_checkpoint": str(source_dir("resnet")),
+    }
 
 
 def _check(cfg: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from layer0_math.lab import RunContext, deliverable, pyplot
 from layer3_framework import CharDataset, ImageDataset, build_loader
 from layer4_architectures.sequence.bpe import train_val_split
 from layer4_architectures.sequence.data import HOLDOUT, load_tokenizer
-from layer7_research.artifacts import load_base, preprocessing
+from layer7_research.artifacts import load_base, preprocessing, source_dir
 from layer7_research.efficient import ptq, qat
 
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -50,10 +50,10 @@ Model = Callable[[torch.Tensor], torch.Tensor]
         "eval_batch_size": 500,
         "n_calibration": 512,
         "calibration_batch_size": 64,
-        "qat_steps": 150,
+        "qat_steps": 100,
         "qat_lr": 2e-3,
         "qat_batch_size": 64,
-        "n_sensitivity": 2000,
+        "n_sensitivity": 1000,
         "sensitivity_calibration_batches": 2,
         "latency_batches": [1, 8],
         "latency_repeats": 20,
@@ -86,7 +86,8 @@ def quantization(ctx: RunContext) -> dict[str, Any]:
     ctx.write_text("table.md", _table(ctx, rows, pre, len(data.setup(ctx.seed).test)))
     _plot_sensitivity(ctx, sens)
     _plot_tradeoff(ctx, rows)
-    return _metrics(rows, sens)
+    sources = {f"{m}_checkpoint": str(source_dir(m)) for m in ("gpt", "resnet")}
+    return {**_metrics(rows, sens), **sources}
 
 
 # ----------------------------------------------------------------------------- measuring
