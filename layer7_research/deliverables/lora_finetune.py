@@ -210,7 +210,10 @@ def adapt(base: nn.Module, method: Method, cfg: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _trainer(model: nn.Module, method: Method, data: StyleData, cfg: dict, seed: int, device):
+def _trainer(
+    model: nn.Module, method: Method, data: StyleData, cfg: dict, seed: int, device: torch.device
+) -> Trainer:
+    """Layer 3's trainer on the GPT's task and optimiser recipe, at the method's learning rate."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(params, lr=method.lr, weight_decay=cfg["weight_decay"])
     trainer_cfg = TrainerConfig(
@@ -231,7 +234,7 @@ def _trainer(model: nn.Module, method: Method, data: StyleData, cfg: dict, seed:
 
 
 def fine_tune(
-    base: nn.Module, method: Method, data: StyleData, cfg: dict, seed: int, device
+    base: nn.Module, method: Method, data: StyleData, cfg: dict, seed: int, device: torch.device
 ) -> tuple[dict[str, Any], nn.Module]:
     """Train one method from the base (same seed, so the same batches); its measurements."""
     seed_everything(seed)  # LoRA's A and the adapters' W_down draw from here
@@ -313,7 +316,8 @@ def _save_merged(ctx: RunContext, merged: nn.Module, best: dict, data: StyleData
         return float((reloaded(x) - merged.eval()(x)).abs().max())
 
 
-def _write_samples(ctx: RunContext, base: nn.Module, tuned: nn.Module, tok: Any, name: str):
+def _write_samples(ctx: RunContext, base: nn.Module, tuned: nn.Module, tok: Any, name: str) -> None:
+    """The base and the tuned model continue the same prompt with the same sampling seed."""
     cfg = ctx.config
     ids = torch.tensor([tok.encode(cfg["prompt"])], dtype=torch.long)
     n = min(cfg["sample_tokens"], base.config.block_size - ids.shape[1])
