@@ -111,7 +111,7 @@ def test_fake_quant_layer_equals_torch_fake_quant():
 
 def test_sensitivity_quantises_one_layer_at_a_time():
     model = _resnet()
-    x = torch.randn(16, 3, 16, 16, generator=_gen(4))
+    x = torch.randn(8, 3, 8, 8, generator=_gen(4))
     ref = model(x)
     seen = []
 
@@ -141,13 +141,14 @@ def test_latency_and_bytes():
         ptq.weight_only_int8(nn.Sequential(nn.ReLU()))
 
 
+@pytest.mark.slow  # FX tracing, QAT preparation and conversion: 3-5 s on 2 cores
 def test_qat_freezes_then_converts_to_what_it_simulated():
     model = _resnet()
     g = _gen(5)
-    data = [(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    data = [(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g))]
     prepared = qat.prepare_qat(model, data[0][0])
     before = [p.clone() for p in prepared.parameters()]
-    qat.finetune(prepared, data * 6, steps=6, lr=0.01, freeze_fraction=0.5, progress=False)
+    qat.finetune(prepared, data * 4, steps=4, lr=0.01, freeze_fraction=0.5, progress=False)
     assert any(not torch.equal(a, b) for a, b in zip(before, prepared.parameters(), strict=True))
     fqs = [m for m in prepared.modules() if hasattr(m, "observer_enabled")]
     assert fqs and all(int(m.observer_enabled) == 0 for m in fqs)  # observers frozen
