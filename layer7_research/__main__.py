@@ -9,6 +9,7 @@ import sys
 # command -> module whose ``main(argv) -> int`` runs it (imported only when asked for)
 COMMANDS = {
     "new-experiment": "layer7_research.experiments.scaffold",
+    "run-experiment": "layer7_research.experiments.run",
 }
 
 
