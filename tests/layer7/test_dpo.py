@@ -25,14 +25,7 @@ from layer7_research.alignment import (
 )
 from layer7_research.alignment.dpo import reference_logprobs
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (two contend on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dpo_loss_matches_the_papers_formula_in_numpy():

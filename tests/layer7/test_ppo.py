@@ -36,14 +36,7 @@ from layer7_research.alignment import (
 from layer7_research.deliverables.dpo import dpo
 from layer7_research.deliverables.rlhf import rlhf
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (two contend on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def numpy_gae(r: np.ndarray, v: np.ndarray, gamma: float, lam: float) -> np.ndarray:

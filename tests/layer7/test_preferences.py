@@ -24,13 +24,7 @@ TEXT = "the cat sat. a dog ran! was it fun? yes\nno way. "
 TOK = CharTokenizer.train("abcdefghijklmnopqrstuvwxyz .!?\n")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (two contend on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_gpt(vocab: int, seed: int = 0) -> GPT:
