@@ -1,8 +1,8 @@
 """Layer 7: research. Frontier techniques applied to the models layers 4-6 trained, each checked
 against its defining equation and measured; one paper reproduced; the learner's experiments.
 
-- :mod:`~layer7_research.adaptation`: LoRA (W + (α/r)·B·A, B = 0 at start, base frozen) and bottleneck
-  adapters, merged and unmerged, checked against the ``peft`` library.
+- :mod:`~layer7_research.adaptation`: LoRA (W + (α/r)·B·A, B = 0 at start, base frozen) and
+  bottleneck adapters, merged and unmerged, checked against the ``peft`` library.
 - :mod:`~layer7_research.alignment`: preference pairs from our own GPT under a checkable rule, the
   DPO loss, a Bradley–Terry reward model, PPO (clipped objective, value head, GAE, KL penalty).
 - :mod:`~layer7_research.efficient`: int8 quantisation (a quantiser from scratch checked against
