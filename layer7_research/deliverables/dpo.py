@@ -74,11 +74,7 @@ DATA_KEYS = ("prompt_tokens", "continuation_tokens", "max_prompts", "held_out")
 def dpo(ctx: RunContext) -> dict[str, Any]:
     """DPO from the base GPT at each β: win-rate and KL against steps, on the same pairs."""
     cfg = ctx.config
-    base = load_base("gpt", resolve_device(ctx.device))
-    tok = load_tokenizer(preprocessing(base))
-    reference = frozen(without_dropout(base))
-    data = build_preferences(reference, tok, cfg, ctx.seed)
-    judge = make_judge(reference, tok, data, cfg, ctx.seed)
+    base, reference, tok, data, judge = alignment_setup(ctx)
     datasets = pair_dataset(data.train, reference), pair_dataset(data.held_out, reference)
     start = JudgeEvery(judge, cfg["eval_every"]).record(0, reference)  # step 0: π = π_ref
     runs = {}
@@ -91,6 +87,18 @@ def dpo(ctx: RunContext) -> dict[str, Any]:
     ctx.write_json("curves.json", {str(b): r["curve"] for b, r in runs.items()})
     ctx.write_text("table.md", table(runs, data, judge, shown))
     return metrics(runs, data, judge, cfg)
+
+
+def alignment_setup(
+    ctx: RunContext,
+) -> tuple[torch.nn.Module, torch.nn.Module, Any, PreferenceData, Judge]:
+    """What ``dpo`` and ``rlhf`` start from: the base GPT, its frozen reference copy, the
+    tokenizer, the preference pairs and the judge (same config and seed: the same for both)."""
+    base = load_base("gpt", resolve_device(ctx.device))
+    tok = load_tokenizer(preprocessing(base))
+    reference = frozen(without_dropout(base))
+    data = build_preferences(reference, tok, ctx.config, ctx.seed)
+    return base, reference, tok, data, make_judge(reference, tok, data, ctx.config, ctx.seed)
 
 
 def build_preferences(model: torch.nn.Module, tok: Any, cfg: dict, seed: int) -> PreferenceData:

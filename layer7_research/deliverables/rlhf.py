@@ -35,10 +35,8 @@ import torch
 
 from layer0_math.lab import MissingArtifactError, RunContext, deliverable, latest_run_dir, pyplot
 from layer3_framework.data import build_loader
-from layer3_framework.device import resolve_device
 from layer3_framework.repro import seed_everything
 from layer3_framework.trainer import Trainer, TrainerConfig
-from layer4_architectures.sequence.data import load_tokenizer
 from layer4_architectures.sequence.lm_optim import adamw
 from layer7_research.alignment import (
     Judge,
@@ -52,8 +50,7 @@ from layer7_research.alignment import (
     without_dropout,
 )
 from layer7_research.alignment.preferences import PreferenceData
-from layer7_research.artifacts import load_base, preprocessing
-from layer7_research.deliverables.dpo import DATA, FULL_DATA, build_preferences, make_judge
+from layer7_research.deliverables.dpo import DATA, FULL_DATA, alignment_setup
 
 PPO_KEYS = ("kl_coef", "gamma", "lam", "clip", "epochs", "minibatch", "vf_coef", "max_grad_norm")
 
@@ -94,11 +91,7 @@ PPO_KEYS = ("kl_coef", "gamma", "lam", "clip", "epochs", "minibatch", "vf_coef",
 def rlhf(ctx: RunContext) -> dict[str, Any]:
     """Reward model, then PPO; judged by the rule like DPO, and compared with it."""
     cfg = ctx.config
-    base = load_base("gpt", resolve_device(ctx.device))
-    tok = load_tokenizer(preprocessing(base))
-    reference = frozen(without_dropout(base))
-    data = build_preferences(reference, tok, cfg, ctx.seed)
-    judge = make_judge(reference, tok, data, cfg, ctx.seed)
+    base, reference, tok, data, judge = alignment_setup(ctx)
     reward_model, rm = train_reward_model(base, data, cfg, ctx.seed)
     ppo = train_ppo(base, reference, reward_model, data, judge, cfg, ctx)
     dpo_run = latest_dpo(judge)
