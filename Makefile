@@ -22,7 +22,8 @@ LAYER_TARGETS := $(foreach d,$(LAYER_DIRS),$(firstword $(subst _, ,$(d))))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto iac-check
+.PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto iac-check \
+	runs reproduce regress report docs notebooks test-mine progress doctor
 
 help: ## show this help
 	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
@@ -49,8 +50,40 @@ test: $(STAMP) lint ## all tests but gpu (xdist), ruff and the import contract
 test-fast: $(STAMP) ## tests not marked slow
 	$(BIN)/python -m pytest -n auto -m "not gpu and not slow"
 
-bench: $(STAMP) ## speed benchmarks: ours vs the reference, ratios (last line JSON)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+bench: $(STAMP) ## speed benchmarks: ours vs the reference, ratios, each recorded as a run (runs/benchmarks/)
+	$(BIN)/python -m layer8_meta bench
+
+# --- layer 8: the research workspace over every run in runs/ ---
+runs: $(STAMP) ## list recorded runs (ARGS="--layer 4 --status failed --since 7d")
+	$(BIN)/python -m layer8_meta runs $(ARGS)
+
+reproduce: $(STAMP) ## re-run one run from its manifest (its commit, config, seed) and compare: RUN=<id>
+	@test -n "$(RUN)" || { echo "usage: make reproduce RUN=<run id or unique prefix>  (ids: make runs)"; exit 2; }
+	$(BIN)/python -m layer8_meta reproduce $(RUN)
+
+regress: $(STAMP) ## latest run of every deliverable and benchmark vs baselines/regress.json (UPDATE=1 rewrites it)
+	$(BIN)/python -m layer8_meta regress $(if $(filter 1 true yes,$(UPDATE)),--update)
+
+report: $(STAMP) ## the HTML + Markdown report of the latest run of every deliverable (runs/report/)
+	$(BIN)/python -m layer8_meta report
+
+docs: $(STAMP) ## the docs site (mkdocs-material, --strict, links checked) into site/
+	$(BIN)/python -m layer8_meta docs
+
+notebooks: $(STAMP) ## pair the notebooks (jupytext .py -> .ipynb) and execute them (runs/notebooks/)
+	$(BIN)/python -m layer8_meta notebooks sync
+	$(BIN)/python -m layer8_meta notebooks run
+
+test-mine: $(STAMP) ## run a layer's tests against your own module: IMPL=my_value.py TARGET=layer1_autograd.value
+	@test -n "$(IMPL)" -a -n "$(TARGET)" || { echo "usage: make test-mine IMPL=path/to/my_value.py TARGET=layer1_autograd.value"; exit 2; }
+	$(BIN)/python -m layer8_meta test-mine --impl $(IMPL) --target $(TARGET)
+
+progress: $(STAMP) ## your mastery scorecard per layer, and whether you are ready for the next one
+	$(BIN)/python -m layer8_meta progress
+
+doctor: ## check the environment (Python, torch build, CUDA, data, disk) and say what to fix
+	@test -x $(BIN)/python || { echo "FAIL  no .venv: run make setup"; exit 1; }
+	$(BIN)/python -m layer8_meta doctor
 
 serve: $(STAMP) ## start layer 6's service on http://127.0.0.1:8000 (models from runs/registry, filled by make layer6)
 	$(BIN)/python -m layer6_serving serve
@@ -72,5 +105,5 @@ lint: $(STAMP) ## ruff and the layer import contract (import-linter)
 	$(BIN)/lint-imports
 
 clean: ## remove runs, caches and build leftovers (keeps .venv and the data cache)
-	rm -rf runs outputs multirun wandb .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf runs site outputs multirun wandb .pytest_cache .ruff_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

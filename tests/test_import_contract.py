@@ -79,6 +79,13 @@ def test_torch_in_a_scratch_layer_breaks_the_forbidden_contract(tmp_path):
     assert "no torch" in proc.stdout and "BROKEN" in proc.stdout
 
 
+def test_a_lower_layer_importing_the_workspace_breaks_the_layers_contract(tmp_path):
+    # layer 8 reads what the layers leave in runs/; nothing below may depend on it
+    proc = _lint(tmp_path, {"layer7_research": "import layer8_meta\n"})
+    assert proc.returncode != 0
+    assert "layer7_research -> layer8_meta" in proc.stdout
+
+
 @pytest.mark.parametrize("reference", ["peft", "rank_bm25", "transformers"])
 def test_a_test_only_reference_in_layer7_breaks_its_contract(tmp_path, reference):
     proc = _lint(tmp_path, {"layer7_research": f"import {reference}\n"})
