@@ -2,68 +2,70 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layer1_autograd import Value
+from tests.layer1.close import assert_close
 
 TOL = 1e-10
 reals = st.floats(-3.0, 3.0, allow_nan=False)
 positives = st.floats(0.1, 3.0)
 
 
-def check(ours_fn, torch_fn, *xs: float) -> None:
+def check(what: str, ours_fn, torch_fn, *xs: float) -> None:
+    """``what`` (e.g. "x*y") and its gradient at ``xs`` equal PyTorch's, float64, to TOL."""
     vals = [Value(x) for x in xs]
     refs = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in xs]
     out = ours_fn(*vals)
     ref = torch_fn(*refs)
     out.backward()
     ref.backward()
-    np.testing.assert_allclose(out.data, ref.item(), rtol=TOL, atol=TOL)
-    for i, (v, r) in enumerate(zip(vals, refs, strict=True)):
-        np.testing.assert_allclose(
-            v.grad, r.grad.item(), rtol=TOL, atol=TOL, err_msg=f"grad of input {i}"
-        )
+    names = list(inspect.signature(ours_fn).parameters)
+    at = ", ".join(f"{n}={x!r}" for n, x in zip(names, xs, strict=True))
+    assert_close(out.data, ref.item(), f"{what} at {at}", TOL)
+    for v, r, name in zip(vals, refs, names, strict=True):
+        assert_close(v.grad, r.grad.item(), f"d({what})/d{name} at {at}", TOL)
 
 
 @given(a=reals, b=reals.filter(lambda x: abs(x) > 0.05))
 @settings(max_examples=40)
 def test_binary_ops_like_torch(a, b):
-    check(lambda x, y: x + y, lambda x, y: x + y, a, b)
-    check(lambda x, y: x - y, lambda x, y: x - y, a, b)
-    check(lambda x, y: x * y, lambda x, y: x * y, a, b)
-    check(lambda x, y: x / y, lambda x, y: x / y, a, b)
-    check(lambda x, y: 2.5 - x * 3 + 1 / y, lambda x, y: 2.5 - x * 3 + 1 / y, a, b)
+    check("x+y", lambda x, y: x + y, lambda x, y: x + y, a, b)
+    check("x-y", lambda x, y: x - y, lambda x, y: x - y, a, b)
+    check("x*y", lambda x, y: x * y, lambda x, y: x * y, a, b)
+    check("x/y", lambda x, y: x / y, lambda x, y: x / y, a, b)
+    check("2.5-3x+1/y", lambda x, y: 2.5 - x * 3 + 1 / y, lambda x, y: 2.5 - x * 3 + 1 / y, a, b)
 
 
 @given(a=positives, b=reals)
 @settings(max_examples=40)
 def test_powers_like_torch(a, b):
-    check(lambda x: x**b, lambda x: x**b, a)
-    check(lambda x, y: x**y, lambda x, y: x**y, a, b)
-    check(lambda y: a**y, lambda y: a**y, b)
-    check(lambda x: x**3, lambda x: x**3, b)
+    check(f"x**{b!r}", lambda x: x**b, lambda x: x**b, a)
+    check("x**y", lambda x, y: x**y, lambda x, y: x**y, a, b)
+    check(f"{a!r}**y", lambda y: a**y, lambda y: a**y, b)
+    check("x**3", lambda x: x**3, lambda x: x**3, b)
 
 
 @given(a=reals.filter(lambda x: abs(x) > 1e-3))
 @settings(max_examples=40)
 def test_unary_ops_like_torch(a):
-    check(lambda x: x.exp(), torch.exp, a)
-    check(lambda x: x.tanh(), torch.tanh, a)
-    check(lambda x: x.sigmoid(), torch.sigmoid, a)
-    check(lambda x: x.relu(), torch.relu, a)
-    check(lambda x: (x * x + 0.5).log(), lambda x: torch.log(x * x + 0.5), a)
-    check(lambda x: -x, lambda x: -x, a)
+    check("exp(x)", lambda x: x.exp(), torch.exp, a)
+    check("tanh(x)", lambda x: x.tanh(), torch.tanh, a)
+    check("sigmoid(x)", lambda x: x.sigmoid(), torch.sigmoid, a)
+    check("relu(x)", lambda x: x.relu(), torch.relu, a)
+    check("log(x*x+0.5)", lambda x: (x * x + 0.5).log(), lambda x: torch.log(x * x + 0.5), a)
+    check("-x", lambda x: -x, lambda x: -x, a)
 
 
 def test_sigmoid_tails_keep_relative_precision():
     for x in (-800.0, -40.0, 40.0, 800.0):
-        check(lambda v: v.sigmoid(), torch.sigmoid, x)
+        check("sigmoid(x)", lambda v: v.sigmoid(), torch.sigmoid, x)
     assert Value(-40.0).sigmoid().data == pytest.approx(math.exp(-40), rel=1e-12)
 
 
