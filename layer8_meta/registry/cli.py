@@ -21,7 +21,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from layer8_meta.registry.db import STATUSES, IndexReport
 from layer8_meta.registry.query import Comparison, Registry, RunRow, check_mode
@@ -160,8 +160,18 @@ def _index(reg: Registry, a: argparse.Namespace, report: IndexReport) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error: ...`` line (and exit 2), as every layer 8
+    command's bad input is."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        print(f"error: {message} (usage: {usage})", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser(command: str) -> tuple[argparse.ArgumentParser, Callable[..., int]]:
-    p = argparse.ArgumentParser(prog=f"python -m layer8_meta {command}")
+    p = Parser(prog=f"python -m layer8_meta {command}")
     _common(p)
     if command == "runs":
         _filters(p)
@@ -186,7 +196,6 @@ def main(argv: list[str]) -> int:
     """``argv[0]`` is the command (runs, show, compare, best, index)."""
     command, rest = (argv[0], argv[1:]) if argv else ("runs", [])
     p, fn = parser(command)
-    p.error = lambda message: _usage_error(p, message)  # type: ignore[method-assign]
     args = p.parse_args(rest)
     try:
         reg = Registry.open(args.runs_dir, args.db)
@@ -194,12 +203,6 @@ def main(argv: list[str]) -> int:
     except (ValueError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-def _usage_error(p: argparse.ArgumentParser, message: str) -> None:
-    usage = " ".join(p.format_usage().split()).removeprefix("usage: ")
-    print(f"error: {message} (usage: {usage})", file=sys.stderr)
-    raise SystemExit(2)
 
 
 if __name__ == "__main__":
