@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -300,36 +300,40 @@ def write_page(stage: Staging, page: str, markdown: str) -> None:
     path.write_text(markdown)
 
 
-def layer_nav(stage: Staging, package: str) -> dict[str, list]:
+def layer_nav(stage: Staging, package: str, api: bool) -> dict[str, list]:
     """A layer's pages (README, API, and its hand-written pages in docs/) and its nav section."""
     folder = layer_dir(package)
     readme = REPO_ROOT / package / "README.md"
     if readme.is_file():
         text = rewrite_links(stage, readme.read_text(), readme, f"{folder}/index.md")
     else:
-        text = f"# {package}\n\n{package_docstring(package)}\n"
+        first, _, rest = package_docstring(package).partition("\n")
+        text = f"# {first.rstrip('.')}\n\n{rest.strip()}\n"
     write_page(stage, f"{folder}/index.md", text)
     title = page_title(text, package)
-    write_page(stage, f"{folder}/api.md", api_page(package, nav_label(title)))
     section: list = [f"{folder}/index.md"]
     for extra in sorted((DOCS / folder).glob("*.md")) if (DOCS / folder).is_dir() else []:
         section.append({page_title(extra.read_text(), extra.stem): f"{folder}/{extra.name}"})
-    section.append({"API reference": f"{folder}/api.md"})
+    if api:
+        write_page(stage, f"{folder}/api.md", api_page(package, nav_label(title)))
+        section.append({"API reference": f"{folder}/api.md"})
     return {nav_label(title): section}
 
 
-def stage_docs(root: Path, report_dir: Path, runs: Path) -> list:
-    """Fill ``root`` with docs/ and every generated page; return the nav."""
+def stage_docs(root: Path, report_dir: Path, runs: Path, api: Collection[str] | None) -> list:
+    """Fill ``root`` with docs/ and every generated page; return the nav. ``api``: the layers
+    whose API reference is built (None: all)."""
     shutil.copytree(DOCS, root, dirs_exist_ok=True)
     for page in root.rglob("*.md"):
         page.write_text(titled_fences(page.read_text()))
     packages = built_layers()
-    modules = {m: f"{layer_dir(p)}/api.md" for p in packages for m in public_modules(p)}
+    api = packages if api is None else [p for p in packages if p in api]
+    modules = {m: f"{layer_dir(p)}/api.md" for p in api for m in public_modules(p)}
     stage = Staging(root, layer_readmes(), modules)
     home = REPO_ROOT / "README.md"
     write_page(stage, "index.md", rewrite_links(stage, home.read_text(), home, "index.md"))
     nav: list = [{"Home": "index.md"}]
-    nav += [layer_nav(stage, p) for p in packages]
+    nav += [layer_nav(stage, p, p in api) for p in packages]
     write_page(stage, "report.md", stage_report(stage, report_dir, runs))
     nav.append({"Report": "report.md"})
     for staged, source in stage.copies.items():
@@ -389,9 +393,12 @@ def build_docs(
     strict: bool = True,
     report: Path | None = None,
     runs_dir: Path | None = None,
+    api: Collection[str] | None = None,
 ) -> DocsResult:
     """Stage, build (strict by default) and link-check the site; the old site is replaced only
-    once the new one is complete. ``report``: the report folder (default ``<runs>/report``)."""
+    once the new one is complete. ``report``: the report folder (default ``<runs>/report``);
+    ``api``: the layer packages whose API reference is built (default: every built layer; the
+    tests build one, the API pages being most of the build's time)."""
     t0 = time.perf_counter()
     runs = Path(runs_dir) if runs_dir is not None else runs_root()
     site_dir = Path(site_dir).resolve()
@@ -399,7 +406,7 @@ def build_docs(
     site_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dlstack-docs-") as tmp:
         staged, out = Path(tmp) / "docs", Path(tmp) / "site"
-        nav = stage_docs(staged, Path(report) if report else runs / "report", runs)
+        nav = stage_docs(staged, Path(report) if report else runs / "report", runs, api)
         run_mkdocs(staged, out, nav, strict)
         (out / SITE_MARKER).write_text("built by python -m layer8_meta docs\n")
         pages = sum(1 for _ in staged.rglob("*.md"))
@@ -427,6 +434,7 @@ class _Refs(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.refs: list[str] = []
+        self.sources: set[str] = set()  # the refs that are loaded (src), not followed (href)
         self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -435,6 +443,8 @@ class _Refs(HTMLParser):
                 continue
             if key in ("href", "src"):
                 self.refs.append(value.strip())
+                if key == "src":
+                    self.sources.add(value.strip())
             elif key == "id" or (key == "name" and tag == "a"):
                 self.ids.add(value)
 
@@ -442,7 +452,7 @@ class _Refs(HTMLParser):
 def resolve_ref(site: Path, page: Path, path: str) -> Path:
     """The file a reference points at: root-relative from the site, else from the page's
     folder; a folder means its index.html."""
-    target = site / path.lstrip("/") if path.startswith("/") else page.parent / path
+    target = (site / path.lstrip("/") if path.startswith("/") else page.parent / path).resolve()
     return target / "index.html" if target.is_dir() else target
 
 
@@ -457,24 +467,29 @@ def scan_links(site_dir: Path) -> tuple[list[str], list[str]]:
             parsed[page].feed(page.read_text(errors="replace"))
         return parsed[page]
 
+    def rel(page: Path) -> str:
+        return page.relative_to(site).as_posix()
+
     broken, external = [], set()
     for page in sorted(site.rglob("*.html")):
         for ref in parse(page).refs:
             parts = urlsplit(ref)
             if parts.scheme or parts.netloc:
-                if parts.scheme in ("http", "https"):
+                if parts.scheme in ("http", "https") or parts.netloc:
                     external.add(ref)
+                    if ref in parse(page).sources:
+                        broken.append(f"{rel(page)}: {ref} (loads from the network: offline)")
                 continue
             target = resolve_ref(site, page, unquote(parts.path)) if parts.path else page
             why = link_problem(site, target, parts.fragment, parse)
             if why:
-                broken.append(f"{page.relative_to(site).as_posix()}: {ref} ({why})")
+                broken.append(f"{rel(page)}: {ref} ({why})")
     return broken, sorted(external)
 
 
 def link_problem(site: Path, target: Path, fragment: str, parse) -> str | None:
     """Why a resolved internal link is broken, or None."""
-    if not target.resolve().is_relative_to(site):
+    if not target.is_relative_to(site):
         return "points outside the site"
     if not target.is_file():
         return "no such file"
