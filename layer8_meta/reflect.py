@@ -45,6 +45,7 @@ START, END = "<!-- my notes: start -->", "<!-- my notes: end -->"
 PLACEHOLDER = "\n(Your own words: what you learned, what surprised you, what you will try next.\n"
 PLACEHOLDER += "Regenerating this entry keeps everything between these two markers.)\n"
 TARGETS = Path(__file__).with_name("targets.yaml")
+OTHER_RUNS = ("experiments", "benchmarks")  # runs/ folders that are not a layer, budgetable
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,7 @@ def reflect(args: argparse.Namespace) -> Path:
     week = iso_week(args.date or dt.date.today())
     layers = [name for name in built_layers() if name != "layer8_meta"]
     targets = load_targets(args.targets)
-    budgets = load_budgets(args.journal / "budgets.yaml", layers)
+    budgets = load_budgets(args.journal / "budgets.yaml", [*layers, *OTHER_RUNS])
     registry = Registry.open(runs_dir=args.runs_dir)
     try:
         registry.index()
