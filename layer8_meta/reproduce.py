@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,13 +37,10 @@ from typing import Any
 
 from layer0_math.lab import close_dead_run, new_run_dir, read_manifest, runs_root
 from layer0_math.runrecord import FINAL_STATUSES, code_root, dead_child, git_state
-from layer8_meta.registry import Registry, flatten
+from layer8_meta.registry import Registry, flatten, is_timing
 from layer8_meta.registry.cli import Parser, fmt, table
 from layer8_meta.registry.db import metric_values
 
-TIMING_WORDS = frozenset(
-    "seconds second secs sec speedup mfu flops load latency ms throughput rss mib".split()
-)
 ACCELERATOR_TOLERANCE = 1e-3
 PROBE = (
     "import importlib.util as u, sys\n"
@@ -56,11 +52,6 @@ PROBE = (
 
 class ReproduceError(ValueError):
     """A run that cannot be reproduced as asked; the message says why."""
-
-
-def is_timing(metric: str) -> bool:
-    """Whether a metric measures time or speed (never equal twice, so never compared)."""
-    return bool(TIMING_WORDS.intersection(re.split(r"[^a-z0-9]+", metric.lower())))
 
 
 @dataclass

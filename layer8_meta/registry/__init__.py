@@ -24,6 +24,7 @@ from layer8_meta.registry.query import (
     compare_rows,
     flatten,
     infer_mode,
+    is_timing,
     parse_since,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "compare_rows",
     "flatten",
     "infer_mode",
+    "is_timing",
     "parse_since",
 ]

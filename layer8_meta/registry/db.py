@@ -4,7 +4,9 @@ The manifests stay the source of truth; ``registry.sqlite`` is a cache of them t
 deleted at any time and rebuilt. Three tables::
 
     runs     one row per run: the manifest's fields (config and host as JSON), the folder
-             relative to the runs dir; indexed on layer, deliverable, status and start
+             relative to the runs dir and whether it lies inside another run's folder (a
+             trainer's sub-run, a test's sandbox run); indexed on layer, deliverable, status
+             and start
     metrics  (run_id, name, value, position): the numeric scalars of the run's metrics.json in
              its order (a deliverable returns its headline metrics first), indexed on name and
              value, so ``best`` and a metric's history are one indexed query
@@ -41,7 +43,7 @@ from typing import Any
 from layer0_math.files import is_partial
 from layer0_math.runrecord import FINAL_STATUSES, SCHEMA_VERSION
 
-DB_VERSION = 2  # bump when the tables change: an older database is rebuilt from the manifests
+DB_VERSION = 3  # bump when the tables change: an older database is rebuilt from the manifests
 STATUSES = ("running", *FINAL_STATUSES)
 MANIFEST, METRICS = "manifest.json", "metrics.json"
 NOT_RUNS = {"registry"}  # top-level folders of runs/ that hold no runs (layer 6's model registry)
@@ -52,9 +54,10 @@ CREATE TABLE runs (
     deliverable TEXT NOT NULL, preset TEXT, seed INTEGER, config TEXT NOT NULL,
     config_hash TEXT, git_commit TEXT, dirty INTEGER, status TEXT NOT NULL, error TEXT,
     start TEXT NOT NULL, seconds REAL, rss_mib REAL, cuda_mib REAL, device TEXT,
-    host TEXT NOT NULL, path TEXT NOT NULL UNIQUE
+    host TEXT NOT NULL, path TEXT NOT NULL UNIQUE, nested INTEGER NOT NULL
 );
 CREATE INDEX runs_by_deliverable ON runs (layer, deliverable, status, start);
+CREATE INDEX runs_top_level ON runs (nested, layer, deliverable, status, start);
 CREATE INDEX runs_by_start ON runs (start);
 CREATE INDEX runs_by_status ON runs (status, start);
 CREATE INDEX runs_by_parent ON runs (parent_id);
@@ -70,7 +73,7 @@ CREATE TABLE files (
 """
 RUN_COLUMNS = (
     "run_id, parent_id, kind, layer, deliverable, preset, seed, config, config_hash, git_commit, "
-    "dirty, status, error, start, seconds, rss_mib, cuda_mib, device, host, path"
+    "dirty, status, error, start, seconds, rss_mib, cuda_mib, device, host, path, nested"
 )
 
 
@@ -138,9 +141,11 @@ def _stat(path: Path) -> str | None:
     return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def walk(runs_dir: Path) -> Iterator[tuple[str, bool]]:
-    """(folder relative to ``runs_dir``, whether it holds manifest.json itself) for every
-    folder with a manifest or a half-written one; symlinks and non-run folders are not entered."""
+def walk(runs_dir: Path) -> Iterator[tuple[str, bool, bool]]:
+    """(folder relative to ``runs_dir``, whether it holds manifest.json itself, whether it lies
+    inside another run's folder) for every folder with a manifest or a half-written one;
+    symlinks and non-run folders are not entered."""
+    runs: set[str] = set()
     for top, dirs, files in os.walk(runs_dir, followlinks=False):
         rel = os.path.relpath(top, runs_dir)
         dirs[:] = sorted(
@@ -148,7 +153,10 @@ def walk(runs_dir: Path) -> Iterator[tuple[str, bool]]:
         )
         partial = any(is_partial(Path(f)) and f[1:].startswith(MANIFEST) for f in files)
         if MANIFEST in files or partial:
-            yield rel, MANIFEST in files
+            parts = rel.split(os.sep)
+            nested = any(os.sep.join(parts[:i]) in runs for i in range(1, len(parts)))
+            runs.add(rel)
+            yield rel, MANIFEST in files, nested
 
 
 # ----------------------------------------------------------------------------- one manifest
@@ -195,7 +203,7 @@ def _checked(man: Any) -> dict[str, Any]:
     return man
 
 
-def run_values(man: Any, rel: str) -> tuple[Any, ...]:
+def run_values(man: Any, rel: str, nested: bool) -> tuple[Any, ...]:
     """The ``runs`` row of a parsed manifest (ManifestError naming what is wrong)."""
     man = _checked(man)
     git = man.get("git") if isinstance(man.get("git"), dict) else {}
@@ -223,6 +231,7 @@ def run_values(man: Any, rel: str) -> tuple[Any, ...]:
         man.get("device"),
         json.dumps(host, sort_keys=True),
         rel,
+        int(nested),
     )
 
 
@@ -267,10 +276,10 @@ class Indexer:
         t0 = time.perf_counter()
         with transaction(self.conn):
             seen = list(walk(self.runs_dir)) if self.runs_dir.is_dir() else []
-            self._remove_vanished({rel for rel, has in seen if has})
-            for rel, has_manifest in seen:
+            self._remove_vanished({rel for rel, has, _ in seen if has})
+            for rel, has_manifest, nested in seen:
                 if has_manifest:
-                    self._one(rel)
+                    self._one(rel, nested)
                 else:
                     self._skip(rel, "only a half-written manifest (a write was cut short)")
         self.report.seconds = time.perf_counter() - t0
@@ -292,7 +301,7 @@ class Indexer:
         self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
 
-    def _one(self, rel: str) -> None:
+    def _one(self, rel: str, nested: bool) -> None:
         folder = self.runs_dir / rel
         stats = (_stat(folder / MANIFEST), _stat(folder / METRICS))
         old = self.known.get(rel)
@@ -301,7 +310,7 @@ class Indexer:
             return
         if old is not None and old[0] is not None:
             self._drop_run(old[0])
-        run_id, why = self._read(rel, folder)
+        run_id, why = self._read(rel, folder, nested)
         self.conn.execute(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
             (rel, run_id, stats[0] or "", stats[1], why if run_id is None else None),
@@ -314,16 +323,18 @@ class Indexer:
             else:
                 self.report.updated += 1
 
-    def _read(self, rel: str, folder: Path) -> tuple[str | None, str | None]:
+    def _read(self, rel: str, folder: Path, nested: bool) -> tuple[str | None, str | None]:
         """Insert the run at ``rel``: (its run id or None, why it was skipped or is partial)."""
         try:
-            row = run_values(read_manifest_file(folder / MANIFEST), rel)
+            row = run_values(read_manifest_file(folder / MANIFEST), rel, nested)
         except ManifestError as exc:
             return None, str(exc)
         clash = self.conn.execute("SELECT path FROM runs WHERE run_id = ?", (row[0],)).fetchone()
         if clash is not None:
             return None, f"run_id {row[0]} is already indexed from {clash['path']} (a copy?)"
-        self.conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})", row)
+        self.conn.execute(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row
+        )
         metrics, why = metric_values(folder / METRICS)
         self.conn.executemany(
             "INSERT INTO metrics VALUES (?, ?, ?, ?)",

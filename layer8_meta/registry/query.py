@@ -5,8 +5,9 @@ for the metrics of the rows it returns), so it stays well under 100 ms at 10,000
 
 **Which way is better.** ``best`` and the regression check need to know whether a metric should
 go down or up. :func:`infer_mode` reads it from the name: a metric named for a cost (loss, bpb,
-ppl/perplexity, fid, error, seconds, diff, ...) is minimised, anything else (accuracy, mfu,
-tokens_per_second, ...) maximised. Pass ``mode`` when the name misleads.
+ppl/perplexity, fid, error, seconds, diff, overhead, ...) or a benchmark's time ratio
+(``conv2d_vs_torch``) is minimised; anything else (accuracy, mfu, tokens_per_second, a speedup
+or a throughput ratio, ...) maximised. Pass ``mode`` when the name misleads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from layer0_math.lab import read_manifest, runs_root
 from layer8_meta.registry.db import RUN_COLUMNS, STATUSES, Indexer, IndexReport, connect
 
 MIN_WORDS = frozenset(
-    "loss bpb ppl perplexity fid error err seconds diff mse rmse mae nll latency ms".split()
+    (
+        "loss bpb ppl perplexity fid error err seconds diff mse rmse mae nll latency ms overhead"
+    ).split()
+)
+MAX_WORDS = frozenset("throughput speedup accuracy".split())  # win over a cost word beside them
+TIMING_WORDS = frozenset(
+    "seconds second secs sec speedup mfu flops load latency ms throughput rss mib".split()
 )
 SINCE_PATTERN = re.compile(r"(\d+)([dhm])")
 LAYER_PATTERN = re.compile(r"[a-z][a-z0-9_]*|\d+")
@@ -31,9 +38,19 @@ DELIVERABLE_KINDS = ("deliverable", "benchmark")
 
 
 def infer_mode(metric: str) -> str:
-    """``"min"`` when a word of the metric's name names a cost, else ``"max"``."""
-    words = re.split(r"[^a-z0-9]+", metric.lower())
-    return "min" if MIN_WORDS.intersection(words) else "max"
+    """``"min"`` when a word of the metric's name names a cost, else ``"max"``. A benchmark's
+    ``X_vs_Y`` is a ratio of our time to the reference's (min) unless it names a throughput or
+    a speedup (max)."""
+    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    if MAX_WORDS & words:
+        return "max"
+    return "min" if MIN_WORDS & words or "vs" in words else "max"
+
+
+def is_timing(metric: str) -> bool:
+    """Whether a metric measures time, speed or load (the machine's state as much as the code's:
+    never equal twice, so reproduce shows it without comparing and regress ignores it)."""
+    return bool(TIMING_WORDS.intersection(re.split(r"[^a-z0-9]+", metric.lower())))
 
 
 def check_mode(mode: str | None, metric: str) -> str:
@@ -69,6 +86,7 @@ class RunRow:
     host: dict[str, Any]
     path: Path
     metrics: dict[str, float]
+    nested: bool = False  # the folder lies inside another run's (a sub-run)
 
 
 class _Absent:
@@ -234,6 +252,7 @@ class Registry:
             host=json.loads(r["host"]),
             path=self.runs_dir / r["path"],
             metrics=metrics,
+            nested=bool(r["nested"]),
         )
 
     # ------------------------------------------------------------------------- questions
@@ -247,11 +266,14 @@ class Registry:
         preset: str | None = None,
         since: dt.datetime | str | None = None,
         limit: int | None = None,
+        nested: bool | None = None,
     ) -> list[RunRow]:
         """The runs matching every filter given, newest first. ``layer``: a package name or a
-        number ("4"); ``since``: a datetime, an ISO date or an age ("7d", "12h", "30m")."""
+        number ("4"); ``since``: a datetime, an ISO date or an age ("7d", "12h", "30m");
+        ``nested``: False for top-level runs only, True for sub-runs only."""
         filters = dict(layer=layer, deliverable=deliverable, status=status, kind=kind)
-        where, params = _where({**filters, "preset": preset, "since": since})
+        nest = None if nested is None else int(nested)
+        where, params = _where({**filters, "preset": preset, "since": since, "nested": nest})
         sql = f"SELECT {PREFIXED} FROM runs r{where} ORDER BY r.start DESC, r.path DESC"
         return self._rows(sql + _limit(limit), params)
 
@@ -273,19 +295,20 @@ class Registry:
         return rows[0]
 
     def latest(self, layer: str, deliverable: str, status: str | None = "ok") -> RunRow | None:
-        """The newest run of (layer, deliverable) with ``status`` (None: any)."""
-        rows = self.runs(layer=layer, deliverable=deliverable, status=status, limit=1)
+        """The newest top-level run of (layer, deliverable) with ``status`` (None: any)."""
+        rows = self.runs(layer=layer, deliverable=deliverable, status=status, limit=1, nested=False)
         return rows[0] if rows else None
 
     def deliverables(
         self, kinds: tuple[str, ...] | None = DELIVERABLE_KINDS
     ) -> list[tuple[str, str]]:
-        """(layer, deliverable) of every run of ``kinds``, sorted. The default leaves out the
-        trainer's sub-runs (kind train, multirun: ``layer3_framework/train``); None: all."""
-        sql = "SELECT DISTINCT layer, deliverable FROM runs"
+        """(layer, deliverable) of every top-level run of ``kinds``, sorted. The default leaves
+        out the trainer's runs (kind train, multirun: ``layer3_framework/train``); None: all
+        kinds. Runs inside another run's folder (sub-runs, a test's sandbox) never count."""
+        sql = "SELECT DISTINCT layer, deliverable FROM runs WHERE nested = 0"
         params: list[Any] = []
         if kinds is not None:
-            sql += f" WHERE kind IN ({', '.join('?' * len(kinds))})"
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
             params = list(kinds)
         rows = self.conn.execute(sql + " ORDER BY layer, deliverable", params)
         return [(r[0], r[1]) for r in rows]
@@ -293,9 +316,10 @@ class Registry:
     def metric_history(
         self, layer: str, deliverable: str, metric: str, status: str | None = "ok"
     ) -> list[tuple[str, float, str]]:
-        """(start, value, run_id) of ``metric`` over the runs of (layer, deliverable), oldest
-        first."""
-        where, params = _where(dict(layer=layer, deliverable=deliverable, status=status))
+        """(start, value, run_id) of ``metric`` over the top-level runs of (layer,
+        deliverable), oldest first."""
+        filters = dict(layer=layer, deliverable=deliverable, status=status, nested=0)
+        where, params = _where(filters)
         sql = (
             f"SELECT r.start, m.value, r.run_id FROM runs r JOIN metrics m "
             f"ON m.run_id = r.run_id AND m.name = ?{where} ORDER BY r.start, r.path"

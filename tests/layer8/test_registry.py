@@ -177,6 +177,21 @@ def test_latest_deliverables_history(runs: Path) -> None:
     assert [(s[:10], v) for s, v, _ in history] == [("2026-01-01", 3.0), ("2026-01-02", 2.5)]
 
 
+def test_sub_runs_are_nested(runs: Path) -> None:
+    parent = runs / "layer0_math" / "gd" / "latest"
+    with open_run("layer3_framework", "train", preset="hydra", seed=0, config={},
+                  run_dir=parent / "train", kind="train") as ctx:  # fmt: skip
+        ctx.record_metrics({"val_loss": 0.1})
+    reg, report = open_indexed(runs)
+    assert report.added == 5
+    sub = reg.runs(kind="train")[0]
+    assert sub.nested and not reg.latest("layer0_math", "gd").nested
+    assert reg.runs(nested=True) == [sub] and len(reg.runs(nested=False)) == 4
+    assert reg.latest("layer3_framework", "train") is None  # a sub-run is no deliverable's latest
+    assert ("layer3_framework", "train") not in reg.deliverables(kinds=None)
+    assert reg.best("val_loss") == sub  # but it is a run: queries find it
+
+
 def test_best_infers_the_direction(runs: Path) -> None:
     reg, _ = open_indexed(runs)
     assert (
@@ -253,9 +268,9 @@ def test_a_crash_mid_index_leaves_the_database_as_it_was(runs: Path, monkeypatch
     calls = {"n": 0}
     real = Indexer._read
 
-    def dies_midway(self, rel, folder):
+    def dies_midway(self, rel, folder, nested):
         calls["n"] += 1
-        real(self, rel, folder)  # the row is written, then the process "dies"
+        real(self, rel, folder, nested)  # the row is written, then the process "dies"
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Indexer, "_read", dies_midway)

@@ -18,7 +18,8 @@ import pytest
 
 from layer0_math.lab import config_hash, new_run_dir, read_manifest, write_json
 from layer8_meta import reproduce
-from layer8_meta.reproduce import MetricCheck, check_metrics, is_timing
+from layer8_meta.registry import is_timing
+from layer8_meta.reproduce import MetricCheck, check_metrics
 
 TOY = """import os
 import time
