@@ -3,6 +3,7 @@ layer 1's value tests pass on a second, different engine and fail, teaching, on 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -232,3 +233,29 @@ def test_the_layer1_message_helper_teaches():
     assert_close(1.0, 1.0 + 1e-12, "tiny")
     with pytest.raises(AssertionError, match="expected nan"):
         assert_close(1.0, float("nan"), "nan")
+
+
+def _exported(package: str) -> set[str]:
+    """The names a package's __init__.py exports: its __all__ (read from the source)."""
+    tree = ast.parse((REPO_ROOT / package.replace(".", "/") / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def test_layer1_tests_import_exported_names_from_the_package():
+    """``from layer1_autograd.value import Value`` bypasses the public API: not in tests/layer1."""
+    bypasses = []
+    for path in sorted((REPO_ROOT / "tests" / "layer1").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").count("."):
+                continue
+            top = node.module.split(".")[0]
+            if top.startswith("layer"):
+                names = {a.name for a in node.names} & _exported(top)
+                bypasses += [f"{path.name}:{node.lineno} {node.module}.{n}" for n in sorted(names)]
+    assert bypasses == []
+    assert "Value" in _exported("layer1_autograd")  # the check reads real exports
