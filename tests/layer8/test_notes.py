@@ -3,7 +3,8 @@
 The tmp graph (arrows point at prerequisites)::
 
     base (0) <- mid (1) <- top (2) -> base (as [[Base concept|alias]])
-    loop-a (0) <-> loop-b (0)        a cycle: chain must still end
+    loop-a (0) <-> loop-b (0)        a cycle: chain must still end,
+    into-loop (0) -> loop-a          also from outside the cycle
     upward (1) -> top (2)            a prerequisite at a higher layer
     broken (2) -> [[no-such-note]]   dangling; code: a missing file and a missing symbol
     alone (3)                        orphan: no links in or out
@@ -12,6 +13,7 @@ The tmp graph (arrows point at prerequisites)::
 from __future__ import annotations
 
 import json
+import threading
 import re
 from pathlib import Path
 
@@ -28,6 +30,7 @@ NOTES = {
     "top": (2, [], "Uses [[Mid]] and [[Base concept|the base]]."),
     "loop-a": (0, [], "Needs [[loop-b]]."),
     "loop-b": (0, [], "Needs [[loop_a]]."),
+    "into-loop": (0, [], "Needs [[loop-a]]."),
     "upward": (1, [], "Builds on [[top]]."),
     "broken": (
         2,
@@ -64,6 +67,7 @@ def test_edges_are_the_links_resolved_by_name_and_title(folder: Path) -> None:
         ("top", "base"),
         ("loop-a", "loop-b"),
         ("loop-b", "loop-a"),
+        ("into-loop", "loop-a"),
         ("upward", "top"),
         ("broken", "base"),
     }
@@ -87,6 +91,12 @@ def test_chain_is_the_closure_ordered_by_layer(folder: Path) -> None:
     assert [n.name for n in chain(notes, "top")] == ["base", "mid"]
     assert [n.name for n in chain(notes, "upward")] == ["base", "mid", "top"]
     assert [n.name for n in chain(notes, "loop-a")] == ["loop-b"]  # the cycle ends
+    found: list = []
+    walk = threading.Thread(target=lambda: found.append(chain(notes, "into-loop")), daemon=True)
+    walk.start()
+    walk.join(timeout=5)
+    assert not walk.is_alive(), "chain did not end on a cycle"
+    assert [n.name for n in found[0]] == ["loop-a", "loop-b"]
     assert chain(notes, "base") == []
     with pytest.raises(ValueError, match="unknown note 'nobody'"):
         chain(notes, "nobody")
