@@ -13,8 +13,8 @@ The tmp graph (arrows point at prerequisites)::
 from __future__ import annotations
 
 import json
-import threading
 import re
+import threading
 from pathlib import Path
 
 import pytest
