@@ -122,14 +122,16 @@ def package_docstring(package: str) -> str:
 
 # ----------------------------------------------------------------------------- docstrings
 
+PRODUCT = re.compile(r"(?<=[\w)\]])\*(?=[\w(\[])")
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):`~?([^`]+)`")
 
 
 def markdown_docstring(text: str) -> str:
     """dlstack's docstrings are plain text with reST roles; this makes them read right as the
-    Markdown mkdocstrings renders: ``:class:`Value``` -> ```Value```, and an indented block
-    right under a line of text (an equation, a table) gets the blank line that makes Markdown
-    show it as code instead of folding it into the paragraph above."""
+    Markdown mkdocstrings renders: ``:class:`Value``` -> ```Value```; an indented block right
+    under a line of text (an equation, a table) gets the blank line that makes Markdown show it
+    as code instead of folding it into the paragraph above; and a ``*`` between two words
+    (``G*H``) stays a product instead of opening an emphasis."""
     out: list[str] = []
     block: int | None = None  # the indent of the code block being copied
     for line in ROLE.sub(r"``\1``", text).splitlines():
@@ -142,8 +144,14 @@ def markdown_docstring(text: str) -> str:
             if indent >= above_indent + 4 and not above.lstrip().startswith(("-", "*", ":")):
                 out.append("")
                 block = indent
-        out.append(line)
+        out.append(line if block is not None or indent >= 4 else escape_products(line))
     return "\n".join(out)
+
+
+def escape_products(line: str) -> str:
+    """``G*H`` -> ``G\\*H`` outside inline code, so Markdown does not read it as emphasis."""
+    parts = re.split(r"(`+[^`]*`+)", line)
+    return "".join(p if p.startswith("`") else PRODUCT.sub(r"\\*", p) for p in parts)
 
 
 class PlainDocstrings(griffe.Extension):

@@ -89,7 +89,7 @@ def test_docstrings_become_markdown_that_reads_as_written():
         "\n"
         "- a list item\n"
         "    continued\n"
-        "Back to text."
+        "Back to text: weight_ih (G*H, D), *emphasis*, `a*b`."
     )
     expected = (
         "The cell ``Value`` and ``layer1_autograd.fit``:\n"
@@ -99,7 +99,7 @@ def test_docstrings_become_markdown_that_reads_as_written():
         "\n"
         "- a list item\n"
         "    continued\n"
-        "Back to text."
+        "Back to text: weight_ih (G\\*H, D), *emphasis*, `a*b`."
     )
     assert markdown_docstring(text) == expected
 
