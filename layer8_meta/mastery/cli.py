@@ -79,8 +79,15 @@ def progress_path(runs_dir: Path | None = None) -> Path:
 
 
 def read_progress(runs_dir: Path | None = None) -> dict[str, Any]:
-    data = read_json(progress_path(runs_dir))
-    return data if isinstance(data, dict) and "concepts" in data else {"concepts": {}}
+    """The recorded attempts (none yet: empty); an unreadable file is a ValueError, never
+    silently replaced: it is the learner's history."""
+    path = progress_path(runs_dir)
+    if not path.exists():
+        return {"concepts": {}}
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("concepts"), dict):
+        raise ValueError(f"{path} is not a progress record: repair it or move it away")
+    return data
 
 
 def sha256(path: Path) -> str:
@@ -144,6 +151,7 @@ def test_mine(argv: list[str]) -> int:
     args, extra = _parse_test_mine(argv)
     concepts = load_concepts()
     try:
+        read_progress(args.runs_dir)  # unreadable: say so before the tests run, not after
         key, tests = _check(args, concepts)
     except (SwapError, ValueError) as exc:
         print(f"error: {exc}")
@@ -232,7 +240,12 @@ def progress(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m layer8_meta progress", description=__doc__)
     parser.add_argument("--runs-dir", type=Path, help="default: $DLSTACK_RUNS or <repo>/runs")
     args = parser.parse_args(argv)
-    print("\n".join(scorecard(load_concepts(), read_progress(args.runs_dir))))
+    try:
+        recorded = read_progress(args.runs_dir)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    print("\n".join(scorecard(load_concepts(), recorded)))
     print(
         f"(from {progress_path(args.runs_dir)}; try one: python -m layer8_meta test-mine "
         "--impl my_value.py --target layer1_autograd.value)"

@@ -7,6 +7,7 @@ import ast
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -184,7 +185,26 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main(["test-mine", "--impl", str(empty), "--target", "layer1_autograd.nope"]) == 2
     assert "no concept has that target; known: " in capsys.readouterr().out
     assert cli.main(["frobnicate"]) == 2
-    assert not (tmp_path / "mastery").exists()
+    assert not (Path(os.environ["DLSTACK_RUNS"]) / "mastery").exists()  # nothing recorded
+
+
+def test_progress_on_no_attempts_and_on_a_corrupt_record(tmp_path, capsys):
+    assert cli.main(["progress", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "layer 0: 2 concepts: 2 not tried"
+    assert out[-1].startswith(f"(from {tmp_path / 'mastery' / 'progress.json'};")
+    corrupt = tmp_path / "mastery" / "progress.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text('{"concepts": [')
+    assert cli.main(["progress", "--runs-dir", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().out
+        == f"error: {corrupt} is not a progress record: repair it or move it away\n"
+    )
+    impl = str(IMPLS / "alt_value.py")
+    argv = ["test-mine", "--impl", impl, "--target", "layer1_autograd.value"]
+    assert cli.main([*argv, "--runs-dir", str(tmp_path)]) == 2  # before any test runs
+    assert corrupt.read_text() == '{"concepts": ['  # kept as it was
 
 
 def _test_mine(impl: str, runs: Path, *extra: str) -> int:
