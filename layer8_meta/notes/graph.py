@@ -187,7 +187,7 @@ HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{margin:0;font:14px system-ui,sans-serif;display:flex;height:100vh}
-#g{flex:1;background:#fafafa;cursor:grab} #side{width:34%;padding:12px;overflow:auto;
+#g{flex:1;min-width:0;height:100vh;background:#fafafa;cursor:grab} #side{width:34%;padding:12px;overflow:auto;
 border-left:1px solid #ccc} pre{white-space:pre-wrap} text{font-size:9px;pointer-events:none}
 circle{stroke:#333;stroke-width:.5;cursor:pointer} line{stroke:#999;stroke-opacity:.35}
 .dim{opacity:.15} .on line,line.on{stroke:#d62728;stroke-opacity:.9;stroke-width:1.5}
@@ -206,7 +206,7 @@ const NS = "http://www.w3.org/2000/svg", view = document.getElementById("view");
 const byId = {}, pre = {};
 DATA.nodes.forEach(n => { byId[n.id] = n; pre[n.id] = []; });
 DATA.edges.forEach(([a, b]) => pre[a].push(b));
-const X = n => 60 + n.x * 170, Y = n => 400 - n.y * 24;
+const X = n => 60 + n.x * 170, Y = n => 400 - n.y * 44;
 function el(tag, attrs, parent) {
   const e = document.createElementNS(NS, tag);
   for (const k in attrs) e.setAttribute(k, attrs[k]);
@@ -216,7 +216,7 @@ const lines = DATA.edges.map(([a, b]) => el("line",
   {x1: X(byId[a]), y1: Y(byId[a]), x2: X(byId[b]), y2: Y(byId[b])}, view));
 const dots = {};
 DATA.nodes.forEach(n => {
-  const c = el("circle", {cx: X(n), cy: Y(n), r: 6, fill: n.colour}, view);
+  const c = el("circle", {cx: X(n), cy: Y(n), r: 6, fill: n.colour, "data-id": n.id}, view);
   el("title", {}, c).textContent = n.title + " (layer " + n.layer + ")";
   el("text", {x: X(n) + 8, y: Y(n) + 3}, view).textContent = n.title;
   c.addEventListener("click", ev => { ev.stopPropagation(); select(n.id); });
@@ -260,8 +260,9 @@ for (const k in DATA.layers) {
   s.innerHTML = "&#9679; "; s.style.color = c ? c.colour : "#999";
   s.appendChild(document.createTextNode(k + " " + DATA.layers[k]));
 }
-let tx = 0, ty = 0, sc = 1, drag = null;
-const svg = document.getElementById("g");
+const svg = document.getElementById("g"), box = view.getBBox();
+let sc = Math.min(svg.clientWidth / (box.width + 40), svg.clientHeight / (box.height + 40));
+let tx = 20 - box.x * sc, ty = 20 - box.y * sc, drag = null;  // the whole graph in view
 const apply = () => view.setAttribute("transform", `translate(${tx},${ty}) scale(${sc})`);
 svg.addEventListener("mousedown", e => { drag = [e.clientX - tx, e.clientY - ty, e.clientX]; });
 svg.addEventListener("mousemove", e => { if (drag) { tx = e.clientX - drag[0];

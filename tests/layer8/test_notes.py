@@ -21,7 +21,7 @@ import pytest
 
 from layer0_math.lab import REPO_ROOT
 from layer8_meta.notes import cli
-from layer8_meta.notes.graph import build, chain, problems
+from layer8_meta.notes.graph import build, chain, problems, render_html
 from layer8_meta.notes.parse import NoteError, code_problem, load_notes
 
 NOTES = {
@@ -167,3 +167,33 @@ def test_the_real_notes_pass_check() -> None:
     assert 40 <= len(notes) <= 80
     assert {n.layer for n in notes.values()} == set(range(9))
     assert all(n.code for n in notes.values()), "every concept note names its code"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.slow  # starts Chromium
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
+def test_clicking_a_note_highlights_its_chain_in_a_browser(folder: Path, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    page_path = render_html(load_notes(folder), tmp_path / "notes.html")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.click('circle[data-id="top"]')
+            info = page.text_content("#info")
+            dim = page.eval_on_selector_all("circle.dim", "cs => cs.map(c => c.dataset.id)")
+            page.screenshot(path=str(tmp_path / "notes.png"))
+        finally:
+            browser.close()
+    assert errors == []
+    assert "prerequisite chain (2), layers 0, 1" in info
+    assert "layer 0: Base concept" in info and "layer 1: Mid" in info
+    assert sorted(dim) == sorted(set(NOTES) - {"top", "mid", "base"})
