@@ -250,6 +250,12 @@ def _verdict(man: dict[str, Any], original: Path, again_dir: Path, tolerance: fl
     )
     note = config_note(man, again)
     print(f"config: DIFF, {note}" if note else "config: ok (the preset's at that commit)")
+    commit, ran = (man.get("git") or {}).get("commit"), (again.get("git") or {}).get("commit")
+    if commit is not None and ran != commit:  # the child records the commit of what it imported
+        note = f"the rerun ran the code of commit {ran}, not {commit}"
+        print(f"code: DIFF, {note}")
+    elif commit is not None:
+        print(f"code: ok (the rerun recorded commit {str(ran)[:12]}, the original's)")
     checks, timings = check_metrics(
         metric_values(original / "metrics.json")[0], metric_values(again_dir / "metrics.json")[0]
     )

@@ -133,9 +133,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 # ----------------------------------------------------------------------------- walking runs/
 
 
-def _stat(path: Path) -> str | None:
+def _stat(path: str) -> str | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return f"{st.st_mtime_ns}:{st.st_size}"
@@ -151,7 +151,9 @@ def walk(runs_dir: Path) -> Iterator[tuple[str, bool, bool]]:
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and not (rel == "." and d in NOT_RUNS)
         )
-        partial = any(is_partial(Path(f)) and f[1:].startswith(MANIFEST) for f in files)
+        partial = any(
+            f.startswith(".") and is_partial(Path(f)) and f[1:].startswith(MANIFEST) for f in files
+        )
         if MANIFEST in files or partial:
             parts = rel.split(os.sep)
             nested = any(os.sep.join(parts[:i]) in runs for i in range(1, len(parts)))
@@ -235,21 +237,23 @@ def run_values(man: Any, rel: str, nested: bool) -> tuple[Any, ...]:
     )
 
 
-def read_manifest_file(path: Path) -> Any:
+def read_manifest_file(path: str | Path) -> Any:
     try:
-        return json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            return json.loads(f.read())
     except OSError as exc:
         raise ManifestError(f"unreadable: {exc.strerror}") from None
     except ValueError as exc:
         raise ManifestError(f"not valid JSON (truncated or corrupt?): {exc}") from None
 
 
-def metric_values(path: Path) -> tuple[dict[str, float], str | None]:
+def metric_values(path: str | Path) -> tuple[dict[str, float], str | None]:
     """The numeric scalars of a metrics.json, and why there are none when it is unreadable."""
-    if not path.exists():
-        return {}, None
     try:
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except FileNotFoundError:
+        return {}, None
     except (OSError, ValueError) as exc:
         return {}, f"metrics.json is unreadable ({exc}); the run is indexed without metrics"
     if not isinstance(data, dict):
@@ -265,7 +269,7 @@ class Indexer:
     """One pass of :meth:`Registry.index` over ``runs_dir`` into ``conn``."""
 
     def __init__(self, conn: sqlite3.Connection, runs_dir: Path) -> None:
-        self.conn, self.runs_dir = conn, runs_dir
+        self.conn, self.runs_dir, self.root = conn, runs_dir, str(runs_dir)
         self.report = IndexReport()
         self.known = {
             r["path"]: (r["run_id"], r["manifest_stat"], r["metrics_stat"], r["skipped"])
@@ -302,8 +306,8 @@ class Indexer:
         self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
 
     def _one(self, rel: str, nested: bool) -> None:
-        folder = self.runs_dir / rel
-        stats = (_stat(folder / MANIFEST), _stat(folder / METRICS))
+        folder = os.path.join(self.root, rel)
+        stats = (_stat(os.path.join(folder, MANIFEST)), _stat(os.path.join(folder, METRICS)))
         old = self.known.get(rel)
         if old is not None and old[3] is None and (old[1], old[2]) == stats:
             self.report.unchanged += 1
@@ -323,10 +327,10 @@ class Indexer:
             else:
                 self.report.updated += 1
 
-    def _read(self, rel: str, folder: Path, nested: bool) -> tuple[str | None, str | None]:
+    def _read(self, rel: str, folder: str, nested: bool) -> tuple[str | None, str | None]:
         """Insert the run at ``rel``: (its run id or None, why it was skipped or is partial)."""
         try:
-            row = run_values(read_manifest_file(folder / MANIFEST), rel, nested)
+            row = run_values(read_manifest_file(os.path.join(folder, MANIFEST)), rel, nested)
         except ManifestError as exc:
             return None, str(exc)
         clash = self.conn.execute("SELECT path FROM runs WHERE run_id = ?", (row[0],)).fetchone()
@@ -335,7 +339,7 @@ class Indexer:
         self.conn.execute(
             f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row
         )
-        metrics, why = metric_values(folder / METRICS)
+        metrics, why = metric_values(os.path.join(folder, METRICS))
         self.conn.executemany(
             "INSERT INTO metrics VALUES (?, ?, ?, ?)",
             [(row[0], k, v, i) for i, (k, v) in enumerate(metrics.items())],

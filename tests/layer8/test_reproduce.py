@@ -130,6 +130,7 @@ def test_worktree_of_an_old_commit_and_cleanup(toy, capsys, monkeypatch) -> None
     assert reproduce.main([str(original)]) == 0
     out = capsys.readouterr().out
     assert "HEAD has moved on" in out and "FLAG: the run was recorded on a dirty tree" in out
+    assert "code: ok (the rerun recorded commit" in out  # it imported the worktree's code
     assert "REPRODUCED" in out
     tree = Path(re.search(r"in (\S+/tree) ->", out).group(1))
     assert not tree.exists()
