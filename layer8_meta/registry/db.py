@@ -107,8 +107,10 @@ def connect(db_path: Path) -> sqlite3.Connection:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path, timeout=60, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    if conn.execute("PRAGMA user_version").fetchone()[0] != DB_VERSION:
-        with transaction(conn):
+    if conn.execute("PRAGMA user_version").fetchone()[0] == DB_VERSION:
+        return conn
+    with transaction(conn):
+        if conn.execute("PRAGMA user_version").fetchone()[0] != DB_VERSION:  # no one beat us
             for table in ("runs", "metrics", "files"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             for statement in SCHEMA.split(";"):
@@ -271,14 +273,15 @@ class Indexer:
     def __init__(self, conn: sqlite3.Connection, runs_dir: Path) -> None:
         self.conn, self.runs_dir, self.root = conn, runs_dir, str(runs_dir)
         self.report = IndexReport()
-        self.known = {
-            r["path"]: (r["run_id"], r["manifest_stat"], r["metrics_stat"], r["skipped"])
-            for r in conn.execute("SELECT * FROM files")
-        }
+        self.known: dict[str, tuple[str | None, str, str | None, str | None]] = {}
 
     def run(self) -> IndexReport:
         t0 = time.perf_counter()
-        with transaction(self.conn):
+        with transaction(self.conn):  # what the files table says is read inside: another
+            self.known = {  # indexer that committed while we waited for the lock is seen
+                r["path"]: (r["run_id"], r["manifest_stat"], r["metrics_stat"], r["skipped"])
+                for r in self.conn.execute("SELECT * FROM files")
+            }
             seen = list(walk(self.runs_dir)) if self.runs_dir.is_dir() else []
             self._remove_vanished({rel for rel, has, _ in seen if has})
             for rel, has_manifest, nested in seen:

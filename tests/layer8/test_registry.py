@@ -282,6 +282,14 @@ def test_a_crash_mid_index_leaves_the_database_as_it_was(runs: Path, monkeypatch
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_an_indexer_that_waited_sees_what_another_committed(runs: Path) -> None:
+    first, second = Registry.open(runs), Registry.open(runs)
+    waiting = Indexer(second.conn, runs)  # made before the first index commits
+    assert first.index().added == 4
+    report = waiting.run()
+    assert (report.added, report.unchanged, report.skipped) == (0, 4, [])
+
+
 def test_cli_tables_and_errors(runs: Path, capsys) -> None:
     assert registry_cli.main(["runs", "--runs-dir", str(runs), "--layer", "4"]) == 0
     out = capsys.readouterr().out
