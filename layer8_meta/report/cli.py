@@ -1,0 +1,79 @@
+"""``python -m layer8_meta report [--out DIR] [--runs-dir DIR] [--last N]``: index the runs,
+then write the report (``<runs>/report/report.html`` and ``report.md`` by default) and print
+where it went, with one line per layer that has no runs yet.
+
+Bad input (an unreadable targets file, an output folder that is not the report's) prints one
+``error: ...`` line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+
+from layer0_math.lab import runs_root
+from layer8_meta.registry import Registry
+from layer8_meta.report.build import ReportResult, build_report
+from layer8_meta.report.targets import load_targets
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m layer8_meta report",
+        description="One HTML + Markdown report of the latest run of every deliverable.",
+    )
+    p.add_argument("--runs-dir", type=Path, default=None, help="default: $DLSTACK_RUNS or runs/")
+    p.add_argument("--out", type=Path, default=None, help="default: <runs-dir>/report/")
+    p.add_argument("--targets", type=Path, default=None, help="default: layer8_meta/targets.yaml")
+    p.add_argument("--last", type=int, default=5, help="runs listed per deliverable (default 5)")
+    a = p.parse_args(argv)
+    if a.last < 1:
+        p.error(f"--last {a.last}; expected a positive number of runs")
+    return a
+
+
+def describe(result: ReportResult) -> str:
+    lines = [
+        f"wrote {result.html}",
+        f"wrote {result.markdown}",
+        f"{result.deliverables} deliverables; targets {result.targets_met} met, "
+        f"{result.targets_missed} missed",
+    ]
+    lines += [f"no runs yet: {layer}" for layer in result.layers_without_runs]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    a = parse(argv)
+    runs_dir = a.runs_dir if a.runs_dir is not None else runs_root()
+    if not runs_dir.is_dir():
+        print(
+            f"error: runs folder {runs_dir} does not exist; run `make layers` (or pass --runs-dir)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        targets = load_targets(a.targets)
+        registry = Registry.open(runs_dir)
+        try:
+            index = registry.index()
+            result = build_report(
+                registry,
+                a.out or runs_dir / "report",
+                targets=targets,
+                index_report=index,
+                last_n=a.last,
+            )
+        finally:
+            registry.close()
+    except (ValueError, OSError, sqlite3.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(describe(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
