@@ -61,6 +61,7 @@ class DocsResult:
     broken_links: list[str]
     seconds: float
     external_links: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # mkdocs' (only without strict)
 
 
 class DocsBuildError(RuntimeError):
@@ -369,6 +370,8 @@ class _Warnings(logging.Handler):
 def check_out_dir(site_dir: Path) -> None:
     """Refuse to replace a folder this command did not build (nothing a learner wrote is ever
     overwritten)."""
+    if site_dir.exists() and not site_dir.is_dir():
+        raise ValueError(f"--out {site_dir} is a file, not a folder: choose a new folder")
     if site_dir.exists() and any(site_dir.iterdir()) and not (site_dir / SITE_MARKER).exists():
         raise ValueError(
             f"--out {site_dir} exists and is not a docs site built by this command "
@@ -376,24 +379,29 @@ def check_out_dir(site_dir: Path) -> None:
         )
 
 
-def run_mkdocs(staged: Path, out: Path, nav: list, strict: bool) -> None:
-    """Build the staged folder with mkdocs.yml into ``out``; DocsBuildError lists the warnings."""
+def run_mkdocs(staged: Path, out: Path, nav: list, strict: bool) -> list[str]:
+    """Build the staged folder with mkdocs.yml into ``out`` and return mkdocs' warnings (kept
+    from the terminal: the command prints them); in strict mode any warning is a
+    DocsBuildError that lists them all."""
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
-    from mkdocs.exceptions import Abort
+    from mkdocs.exceptions import MkDocsException
 
     logger = logging.getLogger("mkdocs")
-    handler = _Warnings()
+    handler, propagate = _Warnings(), logger.propagate
     logger.addHandler(handler)
+    logger.propagate = False
     try:
         config = load_config(
             str(CONFIG), docs_dir=str(staged), site_dir=str(out), strict=strict, nav=nav
         )
         build(config)
-    except Abort as exc:
+    except MkDocsException as exc:
         raise DocsBuildError("; ".join(handler.messages) or str(exc)) from None
     finally:
         logger.removeHandler(handler)
+        logger.propagate = propagate
+    return handler.messages
 
 
 def build_docs(
@@ -412,24 +420,28 @@ def build_docs(
     site_dir = Path(site_dir).resolve()
     check_out_dir(site_dir)
     site_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dlstack-docs-") as tmp:
-        staged, out = Path(tmp) / "docs", Path(tmp) / "site"
+    with (
+        tempfile.TemporaryDirectory(prefix="dlstack-docs-") as tmp,
+        tempfile.TemporaryDirectory(prefix=f".{site_dir.name}-", dir=site_dir.parent) as new,
+    ):
+        staged, out = Path(tmp) / "docs", Path(new) / "site"
         nav = stage_docs(staged, Path(report) if report else runs / "report", runs, api)
-        run_mkdocs(staged, out, nav, strict)
+        warnings = run_mkdocs(staged, out, nav, strict)
         (out / SITE_MARKER).write_text("built by python -m layer8_meta docs\n")
         pages = sum(1 for _ in staged.rglob("*.md"))
         broken, external = scan_links(out)
         replace_dir(out, site_dir)
-    return DocsResult(site_dir, pages, broken, time.perf_counter() - t0, external)
+    seconds = time.perf_counter() - t0
+    return DocsResult(site_dir, pages, broken, seconds, external, warnings)
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target``, the previous one (a site built here) removed after the move."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Put ``new`` at ``target`` (renames on one file system: the new site is built beside
+    the old one); the previous site is removed only once the new one is in place."""
+    old = new.with_name(f"{target.name}.old")
     if target.exists():
         target.rename(old)
-    shutil.move(str(new), str(target))
+    new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -521,13 +533,16 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "site", help="site folder (site/)")
     p.add_argument("--runs", type=Path, default=None, help="runs folder (default: runs_root())")
+    p.add_argument("--report", type=Path, default=None, help="report folder (<runs>/report)")
     p.add_argument("--no-strict", action="store_true", help="let mkdocs warnings pass")
     a = p.parse_args(argv)
     try:
-        result = build_docs(a.out, strict=not a.no_strict, runs_dir=a.runs)
+        result = build_docs(a.out, strict=not a.no_strict, report=a.report, runs_dir=a.runs)
     except (ValueError, DocsBuildError) as exc:
-        print(f"error: {exc}")
+        print("error: " + " ".join(str(exc).split()))
         return 2
+    for line in result.warnings:
+        print(f"warning: {line}")
     for line in result.broken_links:
         print(f"broken link: {line}")
     print(

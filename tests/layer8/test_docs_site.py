@@ -289,3 +289,15 @@ def test_the_report_is_embedded(site):
     plot = "runs/layer1_autograd/gradcheck/2026-01-01T00-00-00/plot.png"
     assert (result.site_dir / plot).read_text() == "P"
     assert not (result.site_dir / "runs" / "report" / "report.md").exists()
+
+
+def test_a_rebuild_replaces_the_previous_site_whole(tmp_path):
+    old = write(tmp_path / "site" / "stale.html", "old")
+    write(tmp_path / "site" / docs_site.SITE_MARKER, "")
+    docs_site.check_out_dir(tmp_path / "site")  # a site built here may be replaced
+    new = write(tmp_path / ".site-x" / "site" / "index.html", "new").parent
+    docs_site.replace_dir(new, tmp_path / "site")
+    assert (tmp_path / "site" / "index.html").read_text() == "new"
+    assert not old.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".site-x", "site"]
+    assert list((tmp_path / ".site-x").iterdir()) == []  # the old site is gone, not parked
