@@ -21,7 +21,8 @@ run only when either file's (mtime, size) changed; rows whose folder vanished ar
 **Never fatal, never corrupt.** A manifest that cannot be read (truncated, not JSON, not an
 object, without a run id, of an unknown status or a newer schema) or a leftover temporary file
 of an atomic write (:func:`~layer0_math.files.is_partial`) is reported with its reason and
-skipped, and is looked at again by every index until it is fixed or gone. The whole index is one
+skipped (a layer 6 model version's manifest, kept in a run's folder, is no run and is passed over
+in silence), and is looked at again by every index until it is fixed or gone. The whole index is one
 transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a crash mid-way leaves the database as it was
 before, and concurrent readers wait (up to a minute) rather than fail.
 """
@@ -42,10 +43,12 @@ from typing import Any
 
 from layer0_math.files import is_partial
 from layer0_math.runrecord import FINAL_STATUSES, SCHEMA_VERSION
+from layer6_serving.registry import RESERVED as MODEL_VERSION_FIELDS
 
 DB_VERSION = 3  # bump when the tables change: an older database is rebuilt from the manifests
 STATUSES = ("running", *FINAL_STATUSES)
 MANIFEST, METRICS = "manifest.json", "metrics.json"
+NOT_A_RUN = "not a run"  # the files table's mark for a model version's manifest
 NOT_RUNS = {"registry"}  # top-level folders of runs/ that hold no runs (layer 6's model registry)
 
 SCHEMA = """
@@ -79,6 +82,11 @@ RUN_COLUMNS = (
 
 class ManifestError(ValueError):
     """A manifest the registry cannot index; the message is the reason the index reports."""
+
+
+class NotARun(Exception):  # noqa: N818 (not an error: a manifest of something else)
+    """A manifest that describes no run: a model version of a layer 6 registry kept inside a
+    run's folder (name, version, created; no run id)."""
 
 
 @dataclass
@@ -208,7 +216,10 @@ def _checked(man: Any) -> dict[str, Any]:
 
 
 def run_values(man: Any, rel: str, nested: bool) -> tuple[Any, ...]:
-    """The ``runs`` row of a parsed manifest (ManifestError naming what is wrong)."""
+    """The ``runs`` row of a parsed manifest (ManifestError naming what is wrong, NotARun for
+    a model version's manifest)."""
+    if isinstance(man, dict) and "run_id" not in man and MODEL_VERSION_FIELDS <= man.keys():
+        raise NotARun
     man = _checked(man)
     git = man.get("git") if isinstance(man.get("git"), dict) else {}
     memory = man.get("peak_memory") if isinstance(man.get("peak_memory"), dict) else {}
@@ -312,8 +323,8 @@ class Indexer:
         folder = os.path.join(self.root, rel)
         stats = (_stat(os.path.join(folder, MANIFEST)), _stat(os.path.join(folder, METRICS)))
         old = self.known.get(rel)
-        if old is not None and old[3] is None and (old[1], old[2]) == stats:
-            self.report.unchanged += 1
+        if old is not None and old[3] in (None, NOT_A_RUN) and (old[1], old[2]) == stats:
+            self.report.unchanged += old[3] is None
             return
         if old is not None and old[0] is not None:
             self._drop_run(old[0])
@@ -322,7 +333,7 @@ class Indexer:
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
             (rel, run_id, stats[0] or "", stats[1], why if run_id is None else None),
         )
-        if why is not None:
+        if why is not None and why != NOT_A_RUN:
             self._skip(rel, why)
         if run_id is not None:
             if old is None or old[0] is None:
@@ -336,6 +347,8 @@ class Indexer:
             row = run_values(read_manifest_file(os.path.join(folder, MANIFEST)), rel, nested)
         except ManifestError as exc:
             return None, str(exc)
+        except NotARun:
+            return None, NOT_A_RUN
         clash = self.conn.execute("SELECT path FROM runs WHERE run_id = ?", (row[0],)).fetchone()
         if clash is not None:
             return None, f"run_id {row[0]} is already indexed from {clash['path']} (a copy?)"

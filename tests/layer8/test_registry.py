@@ -249,10 +249,13 @@ def test_bad_manifests_are_skipped_with_reasons(runs: Path) -> None:
     manifest_at("layer0_math/x/5", json.dumps(good))  # a copy: the same run id
     (runs / "layer0_math/x/6").mkdir()
     (runs / "layer0_math/x/6/.manifest.json.tmp-123-abcd").write_text("{")
-    # layer 6's model registry holds model versions, not runs: not even looked at
+    # layer 6's model registry holds model versions, not runs: not even looked at, and a model
+    # version inside a run's folder (a retraining loop's registry) is recognised by its shape
     manifest_at("registry/resnet/1", json.dumps({"name": "resnet", "version": 1}))
+    version = {"name": "resnet", "version": 1, "created": "2026-01-01", "kind": "classifier"}
+    manifest_at("layer0_math/gd/latest/registry/resnet/1", json.dumps(version))
     reg, report = open_indexed(runs)
-    reasons = {p.parent.name: why for p, why in report.skipped}
+    reasons = {str(p.parent.relative_to(runs / "layer0_math/x")): w for p, w in report.skipped}
     assert report.added == 4 and set(reasons) == {"1", "2", "3", "4", "5", "6"}
     assert "not valid JSON" in reasons["1"] and "JSON list" in reasons["2"]
     assert "'done'" in reasons["3"] and "schema_version 99" in reasons["4"]
