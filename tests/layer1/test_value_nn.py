@@ -30,12 +30,19 @@ def test_value_mlp_forward_and_gradients_match_torch():
     ref = torch.relu(1 - torch.tensor(labels, dtype=torch.float64) * h[:, 0]).mean()
     ref.backward()
 
-    np.testing.assert_allclose(loss.data, ref.item(), rtol=1e-12)
-    for layer, (w, b) in zip(model.layers, weights, strict=True):
+    ours = "ACTUAL: the Value engine, DESIRED: torch"
+    np.testing.assert_allclose(loss.data, ref.item(), rtol=1e-12, err_msg=f"hinge loss ({ours})")
+    for i, (layer, (w, b)) in enumerate(zip(model.layers, weights, strict=True)):
         ours_w = np.array([[p.grad for p in n.w] for n in layer.neurons])
-        np.testing.assert_allclose(ours_w, w.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(
-            [n.b.grad for n in layer.neurons], b.grad.numpy(), rtol=1e-10, atol=1e-12
+            ours_w, w.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=f"dL/dW, layer {i} ({ours})"
+        )
+        np.testing.assert_allclose(
+            [n.b.grad for n in layer.neurons],
+            b.grad.numpy(),
+            rtol=1e-10,
+            atol=1e-12,
+            err_msg=f"dL/db, layer {i} ({ours})",
         )
     assert len(model.parameters()) == 3 * 4 + 4 + 4 * 4 + 4 + 4 + 1
     model.zero_grad()
