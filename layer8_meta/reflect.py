@@ -40,22 +40,12 @@ import yaml
 from layer0_math.files import atomic_write_bytes
 from layer0_math.lab import REPO_ROOT, built_layers, deliverables_of, spec_of
 from layer8_meta.registry import Registry, RunRow, infer_mode
+from layer8_meta.report.targets import SECONDS, TARGETS_FILE, Target, load_targets
 
 START, END = "<!-- my notes: start -->", "<!-- my notes: end -->"
 PLACEHOLDER = "\n(Your own words: what you learned, what surprised you, what you will try next.\n"
 PLACEHOLDER += "Regenerating this entry keeps everything between these two markers.)\n"
-TARGETS = Path(__file__).with_name("targets.yaml")
 OTHER_RUNS = ("experiments", "benchmarks")  # runs/ folders that are not a layer, budgetable
-
-
-@dataclass(frozen=True)
-class Target:
-    layer: str
-    deliverable: str
-    metric: str
-    goal: float
-    direction: str  # ">=" or "<="
-    source: str
 
 
 @dataclass(frozen=True)
@@ -95,8 +85,8 @@ def better(metric: str, new: float, old: float, targets: list[Target]) -> bool |
     """Whether ``new`` beats ``old`` (None when equal): direction from targets, else the name."""
     if new == old:
         return None
-    directions = [t.direction for t in targets if t.metric == metric]
-    lower = directions[0] == "<=" if directions else infer_mode(metric) == "min"
+    directions = {t.direction for t in targets if t.metric == metric}  # both: a range
+    lower = "<=" in directions if len(directions) == 1 else infer_mode(metric) == "min"
     return new < old if lower else new > old
 
 
@@ -118,7 +108,7 @@ def _by_deliverable(rows: Iterable[RunRow]) -> dict[tuple[str, str], list[RunRow
 
 
 def _targets_of(targets: list[Target], layer: str, deliverable: str) -> list[Target]:
-    return [t for t in targets if same_layer(layer, t.layer) and t.deliverable == deliverable]
+    return [t for t in targets if (t.layer, t.deliverable) == (layer, deliverable)]
 
 
 def metric_moves(
@@ -168,28 +158,36 @@ def breakages(rows: list[RunRow], week: Week) -> list[str]:
     return lines
 
 
-def _latest_ok(rows: list[RunRow], target: Target) -> RunRow | None:
-    ok = [r for r in rows if r.status == "ok" and r.deliverable == target.deliverable]
-    ok = [r for r in ok if same_layer(r.layer, target.layer)]
-    return max(ok, key=started, default=None)
+def _target_lines(run: RunRow | None, targets: list[Target]) -> list[str]:
+    """The targets of one deliverable its latest ok run misses (or all, unmeasured, if none)."""
+    t0 = targets[0]
+    if run is None:
+        return [f"not measured yet: {t0.layer}/{t0.deliverable}: no ok run for "
+                f"{len(targets)} target(s), e.g. {t0.metric} {t0.text()}"]  # fmt: skip
+    lines = []
+    for t in (t for t in targets if t.applies(run.layer, run.deliverable, run.preset)):
+        value = run.seconds if t.metric == SECONDS else run.metrics.get(t.metric)
+        verdict = t.verdict(value)
+        if verdict == "missed":
+            lines.append(f"target missed: {t.layer}/{t.deliverable}: {t.metric} = "
+                         f"{fmt(value)}, goal {t.text()}")  # fmt: skip
+        elif verdict == "no value":
+            lines.append(f"not measured: {t.layer}/{t.deliverable} run {run.run_id[:8]} "
+                         f"records no {t.metric} (goal {t.text()})")  # fmt: skip
+    return lines
 
 
 def next_steps(rows: list[RunRow], targets: list[Target], layers: list[str]) -> list[str]:
     """Targets the latest ok run misses or lacks, then the layers with no run at all."""
-    lines = []
+    groups = _by_deliverable(rows)
+    wanted: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for t in targets:
-        run = _latest_ok(rows, t)
-        goal = f"goal {t.metric} {t.direction} {fmt(t.goal)}"
-        goal += f" ({t.source})" if t.source else ""
-        if run is None or t.metric not in run.metrics:
-            lines.append(f"not measured yet: {t.layer}/{t.deliverable}: {goal}")
-            continue
-        value = run.metrics[t.metric]
-        if not (value >= t.goal if t.direction == ">=" else value <= t.goal):
-            lines.append(
-                f"target missed: {run.layer}/{t.deliverable}: {t.metric} = {fmt(value)}, {goal}"
-            )
-    seen = {r.layer for r in rows}
+        wanted[(t.layer, t.deliverable)].append(t)
+    lines, seen = [], {r.layer for r in rows}
+    for key, mine in wanted.items():
+        if key[0] in seen:  # a layer never run is one line, below
+            ok = next((r for r in groups.get(key, []) if r.status == "ok"), None)
+            lines += _target_lines(ok, mine)
     lines += [
         f"no runs yet: {layer} (make layer{layer[5:].split('_')[0]})"
         for layer in layers
@@ -301,33 +299,6 @@ def _yaml(path: Path) -> Any:
         raise ValueError(f"{path} is not YAML: {exc}") from exc
 
 
-def load_targets(path: Path = TARGETS) -> list[Target]:
-    """targets.yaml's entries (a list, or a mapping with a ``targets:`` list); none if absent."""
-    if not path.exists():
-        return []
-    data = _yaml(path) or []
-    entries = data.get("targets", []) if isinstance(data, dict) else data
-    targets = []
-    for i, e in enumerate(entries):
-        try:
-            direction = e["direction"]
-            if direction not in (">=", "<="):
-                raise ValueError(f"direction {direction!r}; expected '>=' or '<='")
-            targets.append(
-                Target(
-                    str(e["layer"]),
-                    e["deliverable"],
-                    e["metric"],
-                    float(e["goal"]),
-                    direction,
-                    str(e.get("source", "")),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: target {i + 1} ({e!r}): {exc}") from None
-    return targets
-
-
 def load_budgets(path: Path, layers: list[str]) -> dict[str, float]:
     """``{layer: hours}`` from budgets.yaml, keys resolved to package names; none if absent."""
     if not path.exists():
@@ -369,14 +340,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--journal", type=Path, default=REPO_ROOT / "journal", help="journal folder")
     p.add_argument("--runs-dir", type=Path, default=None, help="runs folder (default <runs>)")
-    p.add_argument("--targets", type=Path, default=TARGETS, help="targets.yaml")
+    p.add_argument("--targets", type=Path, default=TARGETS_FILE, help="targets.yaml")
     return p
 
 
 def reflect(args: argparse.Namespace) -> Path:
     week = iso_week(args.date or dt.date.today())
     layers = [name for name in built_layers() if name != "layer8_meta"]
-    targets = load_targets(args.targets)
+    targets = load_targets(args.targets) if args.targets.exists() else []
     budgets = load_budgets(args.journal / "budgets.yaml", [*layers, *OTHER_RUNS])
     registry = Registry.open(runs_dir=args.runs_dir)
     try:

@@ -13,8 +13,9 @@ import pytest
 
 from layer0_math.lab import open_run, read_manifest, write_json
 from layer8_meta import reflect
-from layer8_meta.reflect import END, START, Target
+from layer8_meta.reflect import END, START
 from layer8_meta.registry import RunRow
+from layer8_meta.report.targets import Target
 
 WEEK = reflect.iso_week(dt.date(2026, 11, 4))
 LAYERS = [
@@ -53,10 +54,16 @@ ROWS = [
         status="interrupted", error="KeyboardInterrupt: SIGTERM"),
     row("nextgpt1", *GPT, "2026-11-10T10:00:00", seconds=9999, metrics={"val_bpb": 0.1}),
 ]  # fmt: skip
+G, R = "issue 12", "issue 5"
 TARGETS = [
-    Target("4", "gpt", "val_bpb", 1.2, "<=", "issue 12"),
-    Target("layer4_architectures", "gpt", "accuracy", 0.5, ">=", ""),
-    Target("layer1_autograd", "scalar_engine", "loss", 0.1, "<=", "issue 2"),
+    Target("layer4_architectures", "gpt", "val_bpb", 1.2, "<=", G),
+    Target("layer4_architectures", "gpt", "accuracy", 0.5, ">=", G),  # met: no line
+    Target("layer4_architectures", "gpt", "seconds", 600, "<=", G, preset="quick"),
+    Target("layer4_architectures", "gpt", "accuracy", 0.99, ">=", G, preset="full"),  # n/a
+    Target("layer4_architectures", "gpt", "fid", 10, "<=", G),
+    Target("layer2_primitives", "char_rnn", "loss", 0.5, "<=", R),
+    Target("layer1_autograd", "scalar_engine", "loss", 0.1, "<=", "issue 4"),  # layer: no runs
+    Target("layer0_math", "gd_quadratic", "final_error", 1e-6, "<=", "issue 3"),
 ]
 BUDGETS = {"layer4_architectures": 1.0, "layer3_framework": 0.5}
 
@@ -108,8 +115,14 @@ def test_broke_lists_failures_regressions_and_worse_metrics() -> None:
 
 def test_next_is_missed_targets_and_layers_without_runs() -> None:
     assert section(entry(), "What is next") == [
-        "- target missed: layer4_architectures/gpt: val_bpb = 1.5, goal val_bpb <= 1.2 (issue 12)",
-        "- not measured yet: layer1_autograd/scalar_engine: goal loss <= 0.1 (issue 2)",
+        "- target missed: layer4_architectures/gpt: val_bpb = 1.5, goal <= 1.2 (issue 12)",
+        "- target missed: layer4_architectures/gpt: seconds = 1800, goal <= 600 "
+        "(issue 12, quick preset)",
+        "- not measured: layer4_architectures/gpt run thisgpt1 records no fid "
+        "(goal <= 10 (issue 12))",
+        "- target missed: layer2_primitives/char_rnn: loss = 1, goal <= 0.5 (issue 5)",
+        "- not measured yet: layer0_math/gd_quadratic: no ok run for 1 target(s), "
+        "e.g. final_error <= 1e-06 (issue 3)",
         "- no runs yet: layer1_autograd (make layer1)",
         "- no runs yet: layer5_training (make layer5)",
     ]
@@ -127,8 +140,10 @@ def test_time_per_layer_against_budgets() -> None:
 
 
 def test_target_direction_overrides_the_name() -> None:
+    up, down = (Target("layer4_architectures", "x", "fid_gap", 0, d, "s") for d in (">=", "<="))
     assert reflect.better("fid_gap", 2.0, 1.0, []) is False  # fid: lower is better
-    assert reflect.better("fid_gap", 2.0, 1.0, [Target("4", "x", "fid_gap", 0, ">=", "")])
+    assert reflect.better("fid_gap", 2.0, 1.0, [up]) is True
+    assert reflect.better("fid_gap", 2.0, 1.0, [up, down]) is False  # a range: from the name
     assert reflect.better("accuracy", 0.5, 0.5, []) is None
 
 
