@@ -128,6 +128,7 @@ def test_chain_command_names_the_layers(folder: Path, capsys: pytest.CaptureFixt
     ]
 
 
+@pytest.mark.slow  # matplotlib and the layout: ~5 s here
 def test_graph_writes_png_and_self_contained_html(
     folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
