@@ -2,6 +2,9 @@
 then write the report (``<runs>/report/report.html`` and ``report.md`` by default) and print
 where it went, with one line per layer that has no runs yet.
 
+``report --check-targets`` writes nothing: it lists each target in targets.yaml whose metric
+the latest ok run of its deliverable did not record, and exits 1 when there is one.
+
 Bad input (an unreadable targets file, an output folder that is not the report's) prints one
 ``error: ...`` line and exits 2.
 """
@@ -16,7 +19,8 @@ from pathlib import Path
 from layer0_math.lab import runs_root
 from layer8_meta.registry import Registry
 from layer8_meta.report.build import ReportResult, build_report
-from layer8_meta.report.targets import load_targets
+from layer8_meta.report.collect import unknown_target_metrics
+from layer8_meta.report.targets import Target, load_targets
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -28,6 +32,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="default: <runs-dir>/report/")
     p.add_argument("--targets", type=Path, default=None, help="default: layer8_meta/targets.yaml")
     p.add_argument("--last", type=int, default=5, help="runs listed per deliverable (default 5)")
+    p.add_argument(
+        "--check-targets",
+        action="store_true",
+        help="only check that each target's metric is recorded by its deliverable's latest ok "
+        "run (exit 1 if not)",
+    )
     a = p.parse_args(argv)
     if a.last < 1:
         p.error(f"--last {a.last}; expected a positive number of runs")
@@ -59,6 +69,8 @@ def main(argv: list[str]) -> int:
         registry = Registry.open(runs_dir)
         try:
             index = registry.index()
+            if a.check_targets:
+                return check(registry, targets)
             result = build_report(
                 registry,
                 a.out or runs_dir / "report",
@@ -73,6 +85,13 @@ def main(argv: list[str]) -> int:
         return 2
     print(describe(result))
     return 0
+
+
+def check(registry: Registry, targets: list[Target]) -> int:
+    problems = unknown_target_metrics(registry, targets)
+    ok = f"all {len(targets)} targets name a metric their deliverable records (or has no ok run)"
+    print("\n".join(problems) or ok)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

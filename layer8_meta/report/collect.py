@@ -208,3 +208,18 @@ def gather(
             _fill(entry, registry, targets, last_n)
         sections.append(Section(group, entries))
     return sections
+
+
+def unknown_target_metrics(registry: Registry, targets: Sequence[Target]) -> list[str]:
+    """One line per target whose metric the latest ok run of its deliverable did not record
+    (a typo in targets.yaml, or a metric renamed in the code); targets of deliverables with no
+    ok run yet cannot be checked and are left out."""
+    problems = []
+    for t in targets:
+        run = registry.latest(t.layer, t.deliverable)
+        if run is not None and t.metric not in run_values(run):
+            problems.append(
+                f"{t.layer}/{t.deliverable}: no metric {t.metric!r} in its latest ok run "
+                f"{run.run_id[:8]} ({run.path})"
+            )
+    return problems

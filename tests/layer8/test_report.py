@@ -363,3 +363,21 @@ def test_the_real_targets_name_deliverables_and_metrics_that_exist():
         assert t.metric == "seconds" or f'"{t.metric}"' in code, f"{t}: no key {t.metric!r}"
     keys = [(t.layer, t.deliverable, t.metric, t.direction, t.preset) for t in targets]
     assert len(keys) == len(set(keys)), "a goal is listed twice"
+
+
+def test_check_targets_names_a_metric_the_runs_never_recorded(tmp_path, planted, capsys):
+    from layer8_meta.report import cli
+
+    runs = copy_of(planted, tmp_path)
+    path = tmp_path / "t.yaml"
+    entry = (
+        "  - {{layer: layer0_math, deliverable: {d}, metric: {m}, goal: 1, direction: '>=', "
+        "source: s}}\n"
+    )
+    rows = [("alpha", "acc"), ("alpha", "accuracy"), ("gamma", "anything"), ("alpha", "seconds")]
+    path.write_text("targets:\n" + "".join(entry.format(d=d, m=m) for d, m in rows))
+    assert cli.main(["--runs-dir", str(runs), "--targets", str(path), "--check-targets"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1  # gamma has no ok run: not checkable; seconds is always recorded
+    assert lines[0].startswith("layer0_math/alpha: no metric 'accuracy' in its latest ok run")
+    assert not (runs / "report").exists()  # a check writes nothing
