@@ -85,3 +85,13 @@ def test_docs_fails_its_run_on_a_broken_link(tmp_path, monkeypatch):
     run = next((tmp_path / "layer8_meta" / "docs").glob("2*"))
     assert read_manifest(run)["status"] == "failed"
     assert (run / "broken_links.txt").read_text() == "index.html -> nope.html\n"
+
+
+@pytest.mark.slow  # the code catalog imports every layer's deliverables (torch, onnx, faiss...)
+def test_report_shows_every_planted_deliverable_with_its_status(runs):
+    metrics = run_deliverable(deliverables.report, runs_dir=runs)
+    page = (runs / "report" / "report.html").read_text()
+    assert metrics["report"] == str(runs / "report" / "report.html")
+    assert "planted failure" in page  # the failed run's error line
+    assert "scalar_engine" in page and "gpt_tinystories" in page
+    assert metrics["layers_without_runs"] >= 1  # layer 0 has no run here
