@@ -187,8 +187,9 @@ HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>
 body{margin:0;font:14px system-ui,sans-serif;display:flex;height:100vh}
-#g{flex:1;min-width:0;height:100vh;background:#fafafa;cursor:grab} #side{width:34%;padding:12px;overflow:auto;
-border-left:1px solid #ccc} pre{white-space:pre-wrap} text{font-size:9px;pointer-events:none}
+#g{flex:1;min-width:0;height:100vh;background:#fafafa;cursor:grab}
+#side{width:34%;padding:12px;overflow:auto;border-left:1px solid #ccc}
+pre{white-space:pre-wrap} text{font-size:9px;pointer-events:none}
 circle{stroke:#333;stroke-width:.5;cursor:pointer} line{stroke:#999;stroke-opacity:.35}
 .dim{opacity:.15} .on line,line.on{stroke:#d62728;stroke-opacity:.9;stroke-width:1.5}
 circle.sel{stroke:#000;stroke-width:3} #legend span{display:inline-block;margin-right:8px}
