@@ -72,16 +72,27 @@ def _git(top: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def plan(man: dict[str, Any]) -> Plan:
-    """Decide where the rerun runs (see the module docstring, step 1)."""
-    if man.get("kind", "deliverable") != "deliverable" or man.get("layer") == "experiments":
+def _not_a_deliverable(man: dict[str, Any]) -> str | None:
+    """Why ``reproduce`` cannot rerun this run (None: it can)."""
+    what = f"run {man.get('run_id')} of {man.get('layer')}/{man.get('deliverable')}"
+    if man.get("layer") == "experiments":
+        return (
+            f"{what} is a layer 7 experiment: rerun it with `python -m layer7_research "
+            f"run-experiment experiments/{man.get('deliverable')} --preset {man.get('preset')}` "
+            "and compare the two with `compare`"
+        )
+    if man.get("kind", "deliverable") != "deliverable":
         parent = man.get("parent_id")
         hint = f"; reproduce its parent {parent}" if parent else ""
-        raise ReproduceError(
-            f"run {man.get('run_id')} is a {man.get('kind')!r} run of "
-            f"{man.get('layer')}/{man.get('deliverable')}: reproduce reruns layer deliverables"
-            + hint
-        )
+        return f"{what} is a {man.get('kind')!r} run: reproduce reruns deliverables{hint}"
+    return None
+
+
+def plan(man: dict[str, Any]) -> Plan:
+    """Decide where the rerun runs (see the module docstring, step 1)."""
+    why = _not_a_deliverable(man)
+    if why is not None:
+        raise ReproduceError(why)
     top = Path(_git(code_root(man["layer"]), "rev-parse", "--show-toplevel"))
     recorded = man.get("git") or {}
     commit, now = recorded.get("commit"), git_state(top)
@@ -203,7 +214,7 @@ def report(
     checks: list[MetricCheck], timings: list[str], tolerance: float, rerun_status: str
 ) -> tuple[str, bool]:
     """The per-metric table and whether everything matched."""
-    rows = [("metric", "original", "rerun", "diff", "")]
+    rows = [("metric", "original", "rerun", "diff", "check")]
     rows += [
         (c.name, fmt(c.original), fmt(c.rerun), fmt(c.diff), "ok" if c.ok(tolerance) else "DIFF")
         for c in checks

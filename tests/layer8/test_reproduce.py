@@ -150,26 +150,18 @@ def test_bad_input_is_one_line(toy, capsys) -> None:
         reproduce.main(["x", "--tolerance", "-1"])
     assert info.value.code == 2
     assert reproduce.main(["nope"]) == 2
-    sub = runs / "toyh1" / "toy" / "1" / "train"
-    sub.mkdir(parents=True)
-    write_json(
-        sub / "manifest.json",
-        {
-            "schema_version": 1,
-            "run_id": "sub1",
-            "parent_id": "p0",
-            "kind": "train",
-            "layer": "layer3_framework",
-            "deliverable": "train",
-            "status": "ok",
-            "start": "2026-01-01T00:00:00",
-            "config": {},
-        },
-    )
-    assert reproduce.main(["sub1"]) == 2
+    base = {"schema_version": 1, "status": "ok", "start": "2026-01-01T00:00:00", "config": {}}
+    write_json(runs / "toyh1/toy/1/train/manifest.json", {**base, "run_id": "sub1",
+               "parent_id": "p0", "kind": "train", "layer": "layer3_framework",
+               "deliverable": "train"})  # fmt: skip
+    write_json(runs / "experiments/wd/1/manifest.json", {**base, "run_id": "exp1",
+               "kind": "deliverable", "layer": "experiments", "deliverable": "wd",
+               "preset": "quick"})  # fmt: skip
+    assert reproduce.main(["sub1"]) == reproduce.main(["exp1"]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 3 and all(e.startswith("error: ") for e in errors)
+    assert len(errors) == 4 and all(e.startswith("error: ") for e in errors)
     assert "'-1'" in errors[0] and "'nope'" in errors[1] and "reproduce its parent p0" in errors[2]
+    assert "run-experiment experiments/wd --preset quick" in errors[3]
 
 
 @pytest.mark.slow
