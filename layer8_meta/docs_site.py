@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -260,36 +260,43 @@ here. Run some deliverables first (`make layers`, or `make layer1` for one layer
 """
 
 
-def local_refs(html: Path) -> Iterator[str]:
-    """The relative ``href``/``src`` values of one HTML file (no scheme, not a bare fragment)."""
-    parser = _Refs()
-    parser.feed(html.read_text(errors="replace"))
-    for ref in parser.refs:
-        parts = urlsplit(ref)
-        if not parts.scheme and not parts.netloc and parts.path and not ref.startswith("/"):
-            yield unquote(parts.path)
+REPORT_PAGE = """# Report
+
+The latest run of every deliverable of every layer, as `python -m layer8_meta report` wrote it
+(`make report` remakes it, then `make docs` puts the new one here).
+<a href="report/report.html">Open the report on its own page</a>.
+
+<iframe src="report/report.html" title="dlstack report"
+        style="width: 100%; height: 80vh; border: 1px solid #ccc;"></iframe>
+"""
+# a relative href/src of the report's HTML
+REPORT_REF = re.compile(r'(?P<attr>\s(?:href|src)=")(?P<ref>[^"#:]+)(?P<fragment>#[^"]*)?"')
 
 
-def stage_report(stage: Staging, report_dir: Path, runs: Path) -> str:
-    """Copy the report (its HTML pages and every file they reference, at the same paths
-    relative to ``runs/``, so the report's own links hold) and return the page embedding it."""
-    html = report_dir / "report.html"
-    if not html.is_file():
-        return REPORT_MISSING
-    base = runs if report_dir.resolve().is_relative_to(runs.resolve()) else report_dir.parent
-    for page in sorted(report_dir.rglob("*.html")):
-        stage.copies[f"runs/{page.relative_to(base).as_posix()}"] = page
-        for ref in local_refs(page):
-            target = (page.parent / ref).resolve()
-            if target.is_file() and target.is_relative_to(base.resolve()):
-                stage.copies[f"runs/{target.relative_to(base.resolve()).as_posix()}"] = target
-    src = f"runs/{html.relative_to(base).as_posix()}"
-    return (
-        "# Report\n\nThe latest run of every deliverable, as `python -m layer8_meta report` wrote "
-        f"it. [Open the report on its own page]({src}).\n\n"
-        f'<iframe src="{src}" title="dlstack report" '
-        'style="width: 100%; height: 80vh; border: 1px solid #ccc;"></iframe>\n'
-    )
+def report_page(report_dir: Path) -> str:
+    """The site's Report page: the report in an iframe, or how to make one."""
+    return REPORT_PAGE if (report_dir / "report.html").is_file() else REPORT_MISSING
+
+
+def copy_report(report_dir: Path, site: Path) -> None:
+    """Copy the report folder (its pages and ``assets/``) to ``site/report/``, after mkdocs
+    (its Markdown twin is no page of the site). What the report links without copying (a run
+    folder, its checkpoints: outside its folder) becomes a ``file://`` link to where it is,
+    which is what the report's relative link meant; a link to nothing stays, to be reported."""
+    if not (report_dir / "report.html").is_file():
+        return
+    dest, source = site / "report", report_dir.resolve()
+    shutil.copytree(source, dest)
+    for page in dest.rglob("*.html"):
+        folder = (source / page.relative_to(dest)).parent
+
+        def outward(m: re.Match[str], folder: Path = folder) -> str:
+            target = (folder / unquote(m["ref"])).resolve()
+            if target.is_relative_to(source) or not target.exists() or m["ref"].startswith("/"):
+                return m[0]
+            return f'{m["attr"]}{target.as_uri()}{m["fragment"] or ""}"'
+
+        page.write_text(REPORT_REF.sub(outward, page.read_text()))
 
 
 # ----------------------------------------------------------------------------- staging
@@ -329,7 +336,7 @@ def layer_nav(stage: Staging, package: str, api: bool) -> dict[str, list]:
     return {nav_label(title): section}
 
 
-def stage_docs(root: Path, report_dir: Path, runs: Path, api: Collection[str] | None) -> list:
+def stage_docs(root: Path, report_dir: Path, api: Collection[str] | None) -> list:
     """Fill ``root`` with docs/ and every generated page; return the nav. ``api``: the layers
     whose API reference is built (None: all)."""
     shutil.copytree(DOCS, root, dirs_exist_ok=True)
@@ -343,7 +350,7 @@ def stage_docs(root: Path, report_dir: Path, runs: Path, api: Collection[str] | 
     write_page(stage, "index.md", rewrite_links(stage, home.read_text(), home, "index.md"))
     nav: list = [{"Home": "index.md"}]
     nav += [layer_nav(stage, p, p in api) for p in packages]
-    write_page(stage, "report.md", stage_report(stage, report_dir, runs))
+    write_page(stage, "report.md", report_page(report_dir))
     nav.append({"Report": "report.md"})
     for staged, source in stage.copies.items():
         (root / staged).parent.mkdir(parents=True, exist_ok=True)
@@ -425,8 +432,10 @@ def build_docs(
         tempfile.TemporaryDirectory(prefix=f".{site_dir.name}-", dir=site_dir.parent) as new,
     ):
         staged, out = Path(tmp) / "docs", Path(new) / "site"
-        nav = stage_docs(staged, Path(report) if report else runs / "report", runs, api)
+        report_dir = Path(report) if report else runs / "report"
+        nav = stage_docs(staged, report_dir, api)
         warnings = run_mkdocs(staged, out, nav, strict)
+        copy_report(report_dir, out)
         (out / SITE_MARKER).write_text("built by python -m layer8_meta docs\n")
         pages = sum(1 for _ in staged.rglob("*.md"))
         broken, external = scan_links(out)
@@ -495,7 +504,7 @@ def scan_links(site_dir: Path) -> tuple[list[str], list[str]]:
         for ref in parse(page).refs:
             parts = urlsplit(ref)
             if parts.scheme or parts.netloc:
-                if parts.scheme in ("http", "https") or parts.netloc:
+                if parts.scheme in ("http", "https", "file") or parts.netloc:
                     external.add(ref)
                     if ref in parse(page).sources:
                         broken.append(f"{rel(page)}: {ref} (loads from the network: offline)")

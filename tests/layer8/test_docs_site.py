@@ -28,7 +28,6 @@ from layer8_meta.docs_site import (
     nav_label,
     rewrite_links,
     scan_links,
-    stage_report,
     titled_fences,
 )
 
@@ -164,35 +163,50 @@ def test_check_links_catches_a_planted_dangling_link(tmp_path):
 # ----------------------------------------------------------------------------- the report
 
 
-def fake_report(runs: Path) -> Path:
-    """A report as ``python -m layer8_meta report`` leaves it: HTML that references a plot in a
-    run folder beside it, and a Markdown twin (which is not a page of the site)."""
-    plot = write(runs / "layer1_autograd" / "gradcheck" / "2026-01-01T00-00-00" / "plot.png", "P")
-    write(runs / "report" / "report.md", "# Report\n\n[plot](../layer1_autograd/x.png)\n")
-    src = "../layer1_autograd/gradcheck/2026-01-01T00-00-00/plot.png"
-    html = f'<h1 id="top">Report</h1><img src="{src}"><a href="#top">top</a>'
+RUN = "layer1_autograd/gradcheck/20260101-000000-000000"
+
+
+def fake_report(runs: Path) -> None:
+    """A report as ``python -m layer8_meta report`` leaves it: a page that shows a plot copied
+    into its ``assets/`` and links the run folder it came from (which does not travel), and a
+    Markdown twin (no page of the site)."""
+    write(runs / RUN / "manifest.json", "{}")
+    assets = runs / "report" / "assets" / "runs" / "gradcheck"
+    write(assets / "plot.png", "P")
+    write(assets / "table.md", "| a |\n|---|\n| [x](y) |")
+    write(runs / "report" / "report.md", "# Report\n\n[plot](assets/runs/gradcheck/plot.png)\n")
+    html = (
+        '<h1 id="top">Report</h1><img src="assets/runs/gradcheck/plot.png">'
+        f'<a href="../{RUN}">run folder</a> <a href="assets/runs/gradcheck/table.md">table</a>'
+        '<a href="#top">top</a>'
+    )
     write(runs / "report" / "report.html", html)
-    return plot
 
 
-def test_the_report_is_copied_with_what_it_references(tmp_path):
-    runs = tmp_path / "runs"
-    plot = fake_report(runs)
-    stage = Staging(tmp_path / "staged", {}, {})
-    page = stage_report(stage, runs / "report", runs)
-    assert stage.copies == {
-        "runs/report/report.html": runs / "report" / "report.html",
-        "runs/layer1_autograd/gradcheck/2026-01-01T00-00-00/plot.png": plot.resolve(),
-    }
-    assert '<iframe src="runs/report/report.html"' in page
-    assert "(runs/report/report.html)" in page
+def test_the_report_is_copied_with_its_assets_and_its_outward_links_made_file_urls(tmp_path):
+    runs, site = tmp_path / "runs", tmp_path / "site"
+    fake_report(runs)
+    docs_site.copy_report(runs / "report", site)
+    html = (site / "report" / "report.html").read_text()
+    run_url = (runs / RUN).resolve().as_uri()
+    assert html == (
+        '<h1 id="top">Report</h1><img src="assets/runs/gradcheck/plot.png">'
+        f'<a href="{run_url}">run folder</a> <a href="assets/runs/gradcheck/table.md">table</a>'
+        '<a href="#top">top</a>'
+    )
+    assert (site / "report" / "assets" / "runs" / "gradcheck" / "plot.png").read_text() == "P"
+    assert (runs / "report" / "report.html").read_text().count("../layer1_autograd") == 1
+    broken, external = scan_links(site)
+    assert broken == [] and external == [run_url]
 
 
-def test_without_a_report_the_page_says_how_to_make_one(tmp_path):
-    stage = Staging(tmp_path / "staged", {}, {})
-    page = stage_report(stage, tmp_path / "runs" / "report", tmp_path / "runs")
-    assert stage.copies == {}
-    assert "make report" in page and "iframe" not in page
+def test_the_report_page_embeds_the_report_or_says_how_to_make_one(tmp_path):
+    assert "make report" in docs_site.report_page(tmp_path / "report")
+    assert "iframe" not in docs_site.report_page(tmp_path / "report")
+    fake_report(tmp_path)
+    assert '<iframe src="report/report.html"' in docs_site.report_page(tmp_path / "report")
+    docs_site.copy_report(tmp_path / "nothing", tmp_path / "site")
+    assert not (tmp_path / "site").exists()
 
 
 # ----------------------------------------------------------------------------- build guards
@@ -285,10 +299,10 @@ def test_readme_figures_are_in_the_site(site):
 def test_the_report_is_embedded(site):
     result, _ = site
     page = (result.site_dir / "report.html").read_text()
-    assert '<iframe src="runs/report/report.html"' in page
-    plot = "runs/layer1_autograd/gradcheck/2026-01-01T00-00-00/plot.png"
-    assert (result.site_dir / plot).read_text() == "P"
-    assert not (result.site_dir / "runs" / "report" / "report.md").exists()
+    assert '<iframe src="report/report.html"' in page
+    assert 'href="report/report.html"' in page
+    plot = result.site_dir / "report" / "assets" / "runs" / "gradcheck" / "plot.png"
+    assert plot.read_text() == "P"
 
 
 def test_a_rebuild_replaces_the_previous_site_whole(tmp_path):
