@@ -154,30 +154,28 @@ def parse_since(since: dt.datetime | str) -> str:
         ) from None
 
 
+def _clause(key: str, value: Any) -> tuple[str, Any]:
+    """One filter as SQL and its parameter; a bad value is a ValueError naming it."""
+    if key == "since":
+        return "r.start >= ?", parse_since(value)
+    if key == "status" and value not in STATUSES:
+        raise ValueError(f"status {value!r}; expected one of {list(STATUSES)}")
+    if key == "layer":
+        if not LAYER_PATTERN.fullmatch(str(value)):
+            raise ValueError(
+                f"layer {value!r}; expected a number (4) or a name (layer4_architectures)"
+            )
+        number = re.fullmatch(r"(?:layer)?(\d+)", str(value))
+        if number:  # "4", "layer4": the package layer4_<anything>
+            return "r.layer LIKE ? ESCAPE '\\'", f"layer{number.group(1)}\\_%"
+    return f"r.{key} = ?", value
+
+
 def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for key, value in filters.items():
-        if value is None:
-            continue
-        if key == "layer":
-            number = re.fullmatch(r"(?:layer)?(\d+)", str(value))
-            if not LAYER_PATTERN.fullmatch(str(value)):
-                raise ValueError(
-                    f"layer {value!r}; expected a number (4) or a name (layer4_architectures)"
-                )
-            if number:
-                clauses.append("r.layer LIKE ? ESCAPE '\\'")
-                params.append(f"layer{number.group(1)}\\_%")
-                continue
-        elif key == "status" and value not in STATUSES:
-            raise ValueError(f"status {value!r}; expected one of {list(STATUSES)}")
-        if key == "since":
-            clauses.append("r.start >= ?")
-            params.append(parse_since(value))
-        else:
-            clauses.append(f"r.{key} = ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    """The WHERE clause of the filters that are not None, and its parameters."""
+    pairs = [_clause(k, v) for k, v in filters.items() if v is not None]
+    where = " WHERE " + " AND ".join(c for c, _ in pairs) if pairs else ""
+    return where, [p for _, p in pairs]
 
 
 def _limit(limit: int | None) -> str:
@@ -348,6 +346,3 @@ class Registry:
     def compare(self, a: str, b: str) -> Comparison:
         """Config diff and metric deltas of two runs (ids or prefixes)."""
         return compare_rows(self.get(a), self.get(b))
-
-    def metric_names(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT name FROM metrics ORDER BY name")]
