@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help setup layers $(LAYER_TARGETS) test test-fast bench lint clean serve proto iac-check \
-	runs reproduce regress report docs notebooks test-mine progress doctor
+	runs reproduce regress report docs notebooks notes reflect papers test-mine progress doctor
 
 help: ## show this help
 	@echo "dlstack: a deep-learning curriculum that runs. Targets:"
@@ -73,6 +73,15 @@ docs: $(STAMP) ## the docs site (mkdocs-material, --strict, links checked) into 
 notebooks: $(STAMP) ## pair the notebooks (jupytext .py -> .ipynb) and execute them (runs/notebooks/)
 	$(BIN)/python -m layer8_meta notebooks sync
 	$(BIN)/python -m layer8_meta notebooks run
+
+notes: $(STAMP) ## draw the notes graph (PNG + interactive HTML in runs/notes/) and list orphans, dangling links
+	$(BIN)/python -m layer8_meta notes graph
+
+reflect: $(STAMP) ## write this week's reflection entry journal/YYYY-Www.md from the registry (your notes kept)
+	$(BIN)/python -m layer8_meta reflect --week
+
+papers: $(STAMP) ## the reading queue of papers.yaml; `python -m layer8_meta papers check|mark` for the rest
+	$(BIN)/python -m layer8_meta papers queue
 
 test-mine: $(STAMP) ## run a layer's tests against your own module: IMPL=my_value.py TARGET=layer1_autograd.value
 	@test -n "$(IMPL)" -a -n "$(TARGET)" || { echo "usage: make test-mine IMPL=path/to/my_value.py TARGET=layer1_autograd.value"; exit 2; }
