@@ -10,13 +10,19 @@ the tracked ``docs/`` never changes on a build::
         index.md                   README.md, links rewritten
         layerN/index.md            layerN_*/README.md, links rewritten
         layerN/api.md              ::: layerN_x.module, one block per public module
-        report.md (+ runs/...)     the report in an iframe, or how to make it
+        report.md                  the report in an iframe, or how to make it
         files/<repo path>          every image or other file a README points at, copied
+
+and after mkdocs, ``site/report/`` gets the report folder (``<runs>/report``: its pages and
+``assets/``), as it is but for the links to run folders outside it, which become ``file://``.
 
 A README's relative links are written for GitHub (``layer1_autograd/README.md``,
 ``figures/x.png``, ``../docs/layer7/grokking.md``); :func:`rewrite_links` maps each to where it
-lives in the site: a README to its page, a file under ``docs/`` to its staged copy, a source file
-to its path as code (a link would leave the site), any other file to a copy under ``files/``.
+lives in the site: a README to its page, a file under ``docs/`` to its staged copy, a module to
+its section of the API reference, another source file to its path as code (a link would leave
+the site), any other file (a figure) to a copy under ``files/``. The docstrings are plain text
+with reST roles, not Markdown: :class:`PlainDocstrings`, a griffe extension, makes them render
+as written (equations stay code blocks, ``G*H`` stays a product).
 
 mkdocs then builds the staged folder with ``mkdocs.yml`` (``--strict``: every warning, griffe's
 included, fails the build), and :func:`check_links` parses every built HTML page and resolves
@@ -260,7 +266,12 @@ here. Run some deliverables first (`make layers`, or `make layer1` for one layer
 """
 
 
-REPORT_PAGE = """# Report
+REPORT_PAGE = """---
+hide:
+  - toc
+---
+
+# Report
 
 The latest run of every deliverable of every layer, as `python -m layer8_meta report` wrote it
 (`make report` remakes it, then `make docs` puts the new one here).
