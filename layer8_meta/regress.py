@@ -64,6 +64,7 @@ def target_directions(path: Path = TARGETS) -> dict[tuple[str, str, str], str]:
 
 
 def direction_of(row: RunRow, metric: str, targets: dict[tuple[str, str, str], str]) -> str:
+    """A new metric's direction: the target's, else ignore for a deliverable's timing, else the name's."""
     if (row.layer, row.deliverable, metric) in targets:
         return targets[(row.layer, row.deliverable, metric)]
     if row.kind != "benchmark" and is_timing(metric):
@@ -168,6 +169,7 @@ def judge(value: float, current: float, direction: str, tolerance: float) -> str
 def compare_entry(
     key: str, entry: dict[str, Any], row: RunRow | None, default_tol: float
 ) -> list[Finding]:
+    """One baseline entry's metrics against its newest ok run (None: the run is missing)."""
     if row is None:
         return [Finding(key, "-", "missing run")]
     found = []
@@ -191,6 +193,7 @@ def compare_entry(
 
 
 def regress(baseline: dict[str, Any], runs: dict[str, RunRow]) -> list[Finding]:
+    """Every baseline entry against its newest ok run, plus the runs the baseline lacks."""
     default_tol = float(baseline.get("default_tolerance", DEFAULT_TOLERANCE))
     found = []
     for key, entry in baseline["entries"].items():
@@ -202,6 +205,7 @@ def regress(baseline: dict[str, Any], runs: dict[str, RunRow]) -> list[Finding]:
 
 
 def findings_text(found: list[Finding]) -> str:
+    """The flagged findings as a table (regressions first) and a count of each verdict."""
     flagged = [f for f in found if f.verdict != "ok"]
     counts: dict[str, int] = {}
     for f in found:

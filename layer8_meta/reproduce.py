@@ -227,6 +227,7 @@ def report(
 
 
 def reproduce(run: str, tolerance: float | None, runs_dir: Path | None) -> int:
+    """Rerun ``run`` (see the module docstring); the exit status."""
     runs_dir = Path(runs_dir) if runs_dir is not None else runs_root()
     reg = Registry.open(runs_dir)
     reg.index()

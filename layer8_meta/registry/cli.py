@@ -51,6 +51,7 @@ def headline(row: RunRow, count: int = HEADLINE_COUNT) -> str:
 
 
 def runs_table(rows: Sequence[RunRow]) -> str:
+    """One line per run: id prefix, what, preset, status, start, seconds, headline metrics."""
     header = ("id", "layer", "deliverable", "preset", "status", "start", "seconds", "metrics")
     body = [
         (
@@ -69,6 +70,7 @@ def runs_table(rows: Sequence[RunRow]) -> str:
 
 
 def show_text(r: RunRow) -> str:
+    """Everything the registry knows of one run, its error and folder included."""
     fields = [
         ("run", r.run_id),
         ("parent", fmt(r.parent_id)),
@@ -88,6 +90,7 @@ def show_text(r: RunRow) -> str:
 
 
 def compare_text(c: Comparison) -> str:
+    """The config diff and the metric deltas as two tables."""
     a, b = c.a.run_id[:8], c.b.run_id[:8]
     out = [
         f"a = {a} {c.a.layer}/{c.a.deliverable} {c.a.start}",

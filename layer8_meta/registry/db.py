@@ -251,6 +251,7 @@ def run_values(man: Any, rel: str, nested: bool) -> tuple[Any, ...]:
 
 
 def read_manifest_file(path: str | Path) -> Any:
+    """The parsed JSON at ``path`` (ManifestError saying why it cannot be read)."""
     try:
         with open(path, "rb") as f:
             return json.loads(f.read())

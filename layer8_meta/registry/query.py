@@ -54,6 +54,7 @@ def is_timing(metric: str) -> bool:
 
 
 def check_mode(mode: str | None, metric: str) -> str:
+    """``mode`` checked, or inferred from the metric's name when None."""
     if mode is None:
         return infer_mode(metric)
     if mode not in ("min", "max"):
@@ -123,6 +124,7 @@ class Comparison:
 
 
 def compare_rows(a: RunRow, b: RunRow) -> Comparison:
+    """The config keys (dotted) whose values differ, and every metric's (a, b, b - a)."""
     fa, fb = flatten(a.config), flatten(b.config)
     config = {
         k: (fa.get(k, ABSENT), fb.get(k, ABSENT))
