@@ -64,7 +64,7 @@ def target_directions(path: Path = TARGETS) -> dict[tuple[str, str, str], str]:
 
 
 def direction_of(row: RunRow, metric: str, targets: dict[tuple[str, str, str], str]) -> str:
-    """A new metric's direction: the target's, else ignore for a deliverable's timing, else the name's."""
+    """A new metric's direction: its target's, else ignore (a timing), else from its name."""
     if (row.layer, row.deliverable, metric) in targets:
         return targets[(row.layer, row.deliverable, metric)]
     if row.kind != "benchmark" and is_timing(metric):
