@@ -6,7 +6,9 @@ Two sources, joined by (layer, deliverable):
   with its headline metrics (``spec_of(fn).headline``), the scripts in ``benchmarks/`` and the
   learner's experiments in ``experiments/``, so a deliverable never run still appears, as
   *not run*, with the command that runs it;
-- **the registry**: each deliverable's runs, newest first. The one shown is the newest that
+- **the registry**: each deliverable's top-level runs, newest first (a run inside another's
+  folder, such as the worked example a deliverable runs, is that run's detail, not the
+  deliverable's latest). The one shown is the newest that
   *finished* (ok, failed, interrupted, stopped); a newer one still ``running`` is noted beside
   it (a background ``make layerN``, or a run killed without a parent to close it).
 
@@ -170,7 +172,9 @@ def checks_of(entry: Entry, targets: Sequence[Target]) -> list[Check]:
 
 
 def _fill(entry: Entry, registry: Registry, targets: Sequence[Target], last_n: int) -> None:
-    rows = registry.runs(layer=entry.layer, deliverable=entry.deliverable, limit=RUNS_LOOKED_AT)
+    rows = registry.runs(
+        layer=entry.layer, deliverable=entry.deliverable, limit=RUNS_LOOKED_AT, nested=False
+    )
     rows = [r for r in rows if r.kind in DELIVERABLE_KINDS]
     finished = [r for r in rows if r.status in FINAL_STATUSES]
     entry.history = rows[:last_n]

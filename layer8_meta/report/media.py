@@ -8,7 +8,8 @@ relatively, for a report read where it was built.
 
 A trend chart plots each headline metric over the deliverable's past ok runs
 (:meth:`Registry.metric_history`), one panel per metric with at least two points, the target
-as a dashed line, and quick and full runs as separate series. Every file is written atomically;
+as a dashed line; runs of another preset or config form another series (their values are not
+one trend). Every file is written atomically;
 ``assets/`` is the report's own folder (marked by :data:`MARK`), so files a previous report
 wrote and this one did not are removed from it, and nothing else is touched.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from layer0_math.files import atomic_write_bytes, is_partial
 from layer0_math.lab import pyplot
-from layer8_meta.registry import Registry
+from layer8_meta.registry import Registry, RunRow
 from layer8_meta.report.collect import Entry
 
 MARK = ".dlstack-report-assets"
@@ -125,12 +126,23 @@ def copy_run(assets: Assets, entry: Entry) -> Media:
 # ----------------------------------------------------------------------------- trend charts
 
 
+def series_labels(rows: Sequence[RunRow]) -> dict[str, str]:
+    """run id -> the series its point joins: its preset, and its config's hash when the ok runs
+    ran more than one config (points of different configs are not one trend)."""
+    several = len({r.config_hash for r in rows}) > 1
+    return {
+        r.run_id: f"{r.preset or 'no'} preset"
+        + (f", config {(r.config_hash or '?')[:6]}" if several else "")
+        for r in rows
+    }
+
+
 def _series(
-    registry: Registry, entry: Entry, metric: str, presets: dict[str, str | None]
+    registry: Registry, entry: Entry, metric: str, labels: dict[str, str]
 ) -> dict[str, list[tuple[dt.datetime, float]]]:
     out: dict[str, list[tuple[dt.datetime, float]]] = {}
     for start, value, run_id in registry.metric_history(entry.layer, entry.deliverable, metric):
-        label = presets.get(run_id) or "no preset"
+        label = labels.get(run_id, "other")
         out.setdefault(label, []).append((dt.datetime.fromisoformat(start), value))
     return out
 
@@ -138,7 +150,7 @@ def _series(
 def _panel(ax: object, metric: str, series: dict, entry: Entry) -> None:
     for label, points in sorted(series.items()):
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, "o-", label=f"{label} preset")
+        ax.plot(xs, ys, "o-", label=label)
     for check in entry.checks:
         if check.metric == metric and check.target is not None:
             ax.axhline(
@@ -161,11 +173,13 @@ def trend_chart(registry: Registry, assets: Assets, entry: Entry) -> str | None:
     for check in entry.checks:
         if isinstance(check.value, (int, float)) and check.metric not in metrics:
             metrics.append(check.metric)
-    rows = registry.runs(layer=entry.layer, deliverable=entry.deliverable, status="ok")
-    presets = {r.run_id: r.preset for r in rows}
+    rows = registry.runs(
+        layer=entry.layer, deliverable=entry.deliverable, status="ok", nested=False
+    )
+    labels = series_labels(rows)
     panels = []
     for metric in metrics:
-        series = _series(registry, entry, metric, presets)
+        series = _series(registry, entry, metric, labels)
         if sum(len(points) for points in series.values()) >= 2:
             panels.append((metric, series))
     if not panels:

@@ -90,7 +90,8 @@ def summarize(
     skipped: Sequence[tuple[Path, str]] = (),
 ) -> Summary:
     shown = [e.run for s in sections for e in s.entries if e.run is not None]
-    recent = [r for r in registry.runs(limit=5 * RECENT) if r.kind in DELIVERABLE_KINDS]
+    latest = registry.runs(limit=5 * RECENT, nested=False)
+    recent = [r for r in latest if r.kind in DELIVERABLE_KINDS]
     return Summary(
         generated=dt.datetime.now().isoformat(sep=" ", timespec="seconds"),
         runs_dir=registry.runs_dir,

@@ -26,6 +26,7 @@ from layer0_math.lab import REPO_ROOT, open_run, pyplot
 from layer8_meta.registry import Registry
 from layer8_meta.report import build_report, load_targets
 from layer8_meta.report.collect import Expected, Group
+from layer8_meta.report.media import series_labels
 from layer8_meta.report.targets import Target
 
 EVIL = "<script>alert('x')</script> & more"
@@ -75,9 +76,21 @@ def _set_start(run: Path, when: dt.datetime) -> None:
     path.write_text(json.dumps(man))
 
 
-def _run(runs: Path, layer: str, name: str, metrics: dict, day: int, fail: str | None = None):
+def _run(
+    runs: Path,
+    layer: str,
+    name: str,
+    metrics: dict,
+    day: int,
+    fail: str | None = None,
+    config: dict | None = None,
+    run_dir: Path | None = None,
+) -> Path:
     with pytest.raises(ValueError) if fail else contextlib.nullcontext():
-        with open_run(layer, name, preset="quick", seed=0, config={}, runs_dir=runs) as ctx:
+        with open_run(
+            layer, name, preset="quick", seed=0, config=config or {}, runs_dir=runs,
+            run_dir=run_dir,
+        ) as ctx:  # fmt: skip
             ctx.record_metrics(metrics)
             run = ctx.out_dir
             if fail:
@@ -97,7 +110,11 @@ def make_workspace(root: Path) -> Path:
 
 def _plant(runs: Path) -> None:
     for i, (acc, loss) in enumerate(zip(ALPHA_ACC, ALPHA_LOSS, strict=True)):
-        _run(runs, "layer0_math", "alpha", {"acc": acc, "loss": loss}, day=1 + i)
+        config = {"lr": 2} if i == len(ALPHA_ACC) - 1 else {}  # the latest ran another config
+        alpha = _run(runs, "layer0_math", "alpha", {"acc": acc, "loss": loss}, 1 + i, None, config)
+    # a run of alpha inside alpha's latest run folder (a worked example, a test's sandbox),
+    # newer than it: a detail of that run, never alpha's latest nor a point of its trend
+    _run(runs, "layer0_math", "alpha", {"acc": 0.01}, day=9, run_dir=alpha / "runs" / "inner")
     _run(runs, "layer0_math", "beta", {"err": 0.1}, day=1)
     _run(runs, "layer0_math", "beta", {}, day=5, fail=EVIL)
     delta = _run(runs, "layer1_autograd", "delta", {"err": DELTA_ERR, "note": "text"}, day=2)
@@ -381,3 +398,18 @@ def test_check_targets_names_a_metric_the_runs_never_recorded(tmp_path, planted,
     assert len(lines) == 1  # gamma has no ok run: not checkable; seconds is always recorded
     assert lines[0].startswith("layer0_math/alpha: no metric 'accuracy' in its latest ok run")
     assert not (runs / "report").exists()  # a check writes nothing
+
+
+def test_trend_series_split_where_the_config_changed(built):
+    _, runs, _, _ = built
+    reg = Registry.open(runs)
+    try:
+        rows = reg.runs(layer="layer0_math", deliverable="alpha", status="ok", nested=False)
+        labels = series_labels(rows)
+    finally:
+        reg.close()
+    assert len(rows) == len(ALPHA_ACC)  # the nested run is not one of alpha's runs
+    by_config = {r.config_hash: labels[r.run_id] for r in rows}
+    assert len(by_config) == 2 and len(set(by_config.values())) == 2
+    for config_hash, label in by_config.items():
+        assert label == f"quick preset, config {config_hash[:6]}"
