@@ -21,8 +21,8 @@ as ``ignore``, a benchmark's are its point and are checked.
 
 Verdicts: REGRESSION (exit 1), improved, missing run (no ok run of an entry), missing metric,
 new metric, new deliverable (a run the baseline lacks). ``--update`` rewrites the baseline
-(atomically) from the newest ok runs, keeping every direction and tolerance already in the file
-and the entries that have no run now.
+(atomically) from the newest ok runs, keeping every direction, tolerance and entry ``note``
+already in the file and the entries that have no run now.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def updated_baseline(
             "start": row.start,
             "commit": row.commit,
             "preset": row.preset,
+            **({"note": entries[key]["note"]} if "note" in entries.get(key, {}) else {}),
             "metrics": metrics,
         }
     return {

@@ -84,6 +84,7 @@ def test_update_then_regress(tmp_path: Path, capsys) -> None:
     assert "5 ok" in capsys.readouterr().out
 
     x["acc"]["tolerance"] = 0.5  # hand-set, kept by --update
+    data["entries"]["la/x"]["note"] = "why acc may move"
     baseline.write_text(json.dumps(data))
     make_run(runs, "la", "x", {"val_loss": 1.06, "acc": 0.5, "train_seconds": 99.0, "extra": 1})
     make_run(runs, "benchmarks", "conv", {"conv_vs_torch": 1.0}, kind="benchmark")
@@ -109,6 +110,7 @@ def test_update_then_regress(tmp_path: Path, capsys) -> None:
         "tolerance": 0.5,
     }
     assert "la/y" in data["entries"] and "la/z" in data["entries"]  # kept; added
+    assert data["entries"]["la/x"]["note"] == "why acc may move"
     assert regress.main(argv) == 0
 
 
