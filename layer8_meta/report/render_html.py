@@ -132,6 +132,14 @@ def summary_html(s: Summary) -> str:
             f"<li>{e(c.layer)}: run <code>{e(c.command)}</code></li>" for c in s.without_runs
         )
         parts.append(f'<p class="note">No runs yet of:</p><ul id="no-runs">{items}</ul>')
+    if s.missed:
+        items = "".join(
+            f'<li><a href="#{anchor(layer, deliverable)}">{e(layer)}/{e(deliverable)}</a>: '
+            f"<code>{e(c.metric)}</code> = {e(fmt(c.value))}, target {e(c.target.text())}</li>"
+            for layer, deliverable, c in s.missed
+            if c.target is not None
+        )
+        parts.append(f'<h3>Targets missed</h3><ul id="missed">{items}</ul>')
     for c in s.layers:
         if c.error:
             parts.append(

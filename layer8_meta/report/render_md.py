@@ -61,13 +61,17 @@ def summary_md(s: Summary) -> list[str]:
     if s.without_runs:
         lines += ["No runs yet of:", ""]
         lines += [f"- {c.layer}: run `{c.command}`" for c in s.without_runs] + [""]
+    if s.missed:
+        lines += ["### Targets missed", ""]
+        lines += [
+            f"- {layer}/{deliverable}: `{c.metric}` = {fmt(c.value)}, target {c.target.text()}"
+            for layer, deliverable, c in s.missed
+            if c.target is not None
+        ] + [""]
     lines += [
-        c
-        for c in (
-            f"- {x.layer}: its deliverables would not import: {cell(x.error)}"
-            for x in s.layers
-            if x.error
-        )
+        f"- {x.layer}: its deliverables would not import: {cell(x.error)}"
+        for x in s.layers
+        if x.error
     ]
     lines += [
         "Commits of the runs shown: " + (", ".join(f"`{k}` ({n})" for k, n in s.commits) or "none"),

@@ -1,5 +1,6 @@
 """The report's top: per layer, how many deliverables are ok, failed or never run, and how many
-targets are met; which commits and which hardware made the runs shown; the latest runs."""
+targets are met; the targets missed; which commits and which hardware made the runs shown; the
+latest runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from layer8_meta.registry import Registry, RunRow
 from layer8_meta.registry.query import DELIVERABLE_KINDS
-from layer8_meta.report.collect import Section
+from layer8_meta.report.collect import Check, Section
 
 RECENT = 10
 
@@ -42,6 +43,7 @@ class Summary:
     commits: list[tuple[str, int]]  # (commit, how many shown runs), most first
     hardware: list[tuple[str, int]]
     recent: list[RunRow] = field(default_factory=list)
+    missed: list[tuple[str, str, Check]] = field(default_factory=list)  # (layer, deliverable, .)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def total(self, name: str) -> int:
@@ -99,6 +101,13 @@ def summarize(
         commits=Counter(commit_text(r) for r in shown).most_common(),
         hardware=Counter(hardware_text(r) for r in shown).most_common(),
         recent=recent[:RECENT],
+        missed=[
+            (e.layer, e.deliverable, c)
+            for s in sections
+            for e in s.entries
+            for c in e.checks
+            if c.verdict == "missed"
+        ],
         skipped=list(skipped),
     )
 

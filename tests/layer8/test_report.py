@@ -163,6 +163,9 @@ class Page(HTMLParser):
         self._in_h3 = self._in_badge = False
         self._row: list[str] | None = None
         self._cell: list[str] | None = None
+        self.lists: dict[str, list[str]] = {}
+        self._list: str | None = None
+        self._item: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -179,6 +182,11 @@ class Page(HTMLParser):
             self._row = []
         elif tag == "td" and self._row is not None:
             self._cell = []
+        elif tag == "ul" and a.get("id"):
+            self._list = a["id"]
+            self.lists[self._list] = []
+        elif tag == "li" and self._list:
+            self._item = []
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "h3":
@@ -194,6 +202,11 @@ class Page(HTMLParser):
             self._row = None
         elif tag == "article":
             self._article = None
+        elif tag == "li" and self._list and self._item is not None:
+            self.lists[self._list].append(" ".join("".join(self._item).split()))
+            self._item = None
+        elif tag == "ul":
+            self._list = None
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -201,6 +214,8 @@ class Page(HTMLParser):
             self.status[self._article] = data.strip()
         if self._cell is not None:
             self._cell.append(data)
+        if self._item is not None:
+            self._item.append(data)
 
 
 def parse(path: Path) -> Page:
@@ -237,6 +252,11 @@ def test_targets_are_marked_met_or_missed_from_the_planted_numbers(built):
     values = {(d, r[0]): r[1] for d, rows in page.rows.items() for r in rows if len(r) == 4}
     assert float(values[("alpha", "acc")]) == ALPHA_ACC[-1]  # the latest run, not an older one
     assert float(values[("delta", "err")]) == DELTA_ERR
+    missed = [k for k, vs in EXPECTED_VERDICTS.items() for v in vs if v == "missed"]
+    listed = page.lists["missed"]  # the summary's list of the targets missed, in page order
+    assert [item.split(" = ")[0].split("/")[1] for item in listed] == [
+        f"{deliverable}: {metric}" for deliverable, metric in missed
+    ]
     flat = [v for vs in EXPECTED_VERDICTS.values() for v in vs]
     assert (result.targets_met, result.targets_missed) == (flat.count("met"), flat.count("missed"))
 
@@ -284,7 +304,7 @@ def test_the_markdown_has_the_same_statuses(built):
     _, _, result, _ = built
     md = result.markdown.read_text()
     heads = [line[4:] for line in md.splitlines() if line.startswith("### ")]
-    statuses = dict(h.rsplit(": ", 1) for h in heads if h != "Latest runs")
+    statuses = dict(h.rsplit(": ", 1) for h in heads if h not in ("Latest runs", "Targets missed"))
     assert statuses == EXPECTED_STATUS
     assert "| `loss` | 0.6 | <= 0.5 (issue 99) | missed |" in md
 
