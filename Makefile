@@ -83,9 +83,9 @@ reflect: $(STAMP) ## write this week's reflection entry journal/YYYY-Www.md from
 papers: $(STAMP) ## the reading queue of papers.yaml; `python -m layer8_meta papers check|mark` for the rest
 	$(BIN)/python -m layer8_meta papers queue
 
-test-mine: $(STAMP) ## run a layer's tests against your own module: IMPL=my_value.py TARGET=layer1_autograd.value
+test-mine: $(STAMP) ## run a layer's tests against your own module: IMPL=my_value.py TARGET=layer1_autograd.value [TESTS=...]
 	@test -n "$(IMPL)" -a -n "$(TARGET)" || { echo "usage: make test-mine IMPL=path/to/my_value.py TARGET=layer1_autograd.value"; exit 2; }
-	$(BIN)/python -m layer8_meta test-mine --impl $(IMPL) --target $(TARGET)
+	$(BIN)/python -m layer8_meta test-mine --impl $(IMPL) --target $(TARGET) $(if $(TESTS),--tests $(TESTS))
 
 progress: $(STAMP) ## your mastery scorecard per layer, and whether you are ready for the next one
 	$(BIN)/python -m layer8_meta progress
