@@ -249,6 +249,32 @@ def rewrite_links(stage: Staging, markdown: str, source: Path, page: str) -> str
     return "".join(out)
 
 
+LIST_ITEM = re.compile(r"^( *)(?:[-*+]|\d+\.) ")
+
+
+def gfm_lists(markdown: str) -> str:
+    """Lists as GitHub writes them, for Python-Markdown: a list right under a paragraph line
+    gets the blank line Python-Markdown needs to see it, and a list nested by two spaces is
+    re-indented to four (with its continuation lines), else it would not nest."""
+    out: list[str] = []
+    in_fence, shift = False, 0
+    for line in markdown.splitlines(keepends=True):
+        if FENCE.match(line) or in_fence:
+            in_fence ^= bool(FENCE.match(line))
+            out.append(line)
+            continue
+        item, above = LIST_ITEM.match(line), out[-1] if out else ""
+        if not line.strip() or (item and not item[1]):
+            shift = 0
+        if item and not item[1] and above.strip() and not LIST_ITEM.match(above):
+            if not above.startswith((" ", "\t", "|", "#", ">")):
+                out.append("\n")
+        if item and 0 < len(item[1]) < 4:
+            shift = 4 - len(item[1])
+        out.append(" " * shift + line if shift and line.startswith(" ") else line)
+    return "".join(out)
+
+
 def titled_fences(markdown: str) -> str:
     """```` ```python layer7_research/grokking/data.py ```` (a fence naming the file it quotes)
     -> ```` ```python title="layer7_research/grokking/data.py" ````, which material renders as
@@ -327,12 +353,18 @@ def write_page(stage: Staging, page: str, markdown: str) -> None:
     path.write_text(markdown)
 
 
+def readme_page(stage: Staging, readme: Path, page: str) -> str:
+    """A README as a page of the site: its lists as Python-Markdown reads them, its links
+    pointed into the site."""
+    return rewrite_links(stage, gfm_lists(readme.read_text()), readme, page)
+
+
 def layer_nav(stage: Staging, package: str, api: bool) -> dict[str, list]:
     """A layer's pages (README, API, and its hand-written pages in docs/) and its nav section."""
     folder = layer_dir(package)
     readme = REPO_ROOT / package / "README.md"
     if readme.is_file():
-        text = rewrite_links(stage, readme.read_text(), readme, f"{folder}/index.md")
+        text = readme_page(stage, readme, f"{folder}/index.md")
     else:
         first, _, rest = package_docstring(package).partition("\n")
         text = f"# {first.rstrip('.')}\n\n{rest.strip()}\n"
@@ -358,7 +390,7 @@ def stage_docs(root: Path, report_dir: Path, api: Collection[str] | None) -> lis
     modules = {m: f"{layer_dir(p)}/api.md" for p in api for m in public_modules(p)}
     stage = Staging(root, layer_readmes(), modules)
     home = REPO_ROOT / "README.md"
-    write_page(stage, "index.md", rewrite_links(stage, home.read_text(), home, "index.md"))
+    write_page(stage, "index.md", readme_page(stage, home, "index.md"))
     nav: list = [{"Home": "index.md"}]
     nav += [layer_nav(stage, p, p in api) for p in packages]
     write_page(stage, "report.md", report_page(report_dir))

@@ -315,3 +315,14 @@ def test_a_rebuild_replaces_the_previous_site_whole(tmp_path):
     assert not old.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".site-x", "site"]
     assert list((tmp_path / ".site-x").iterdir()) == []  # the old site is gone, not parked
+
+
+def test_github_lists_become_lists_python_markdown_nests():
+    text = (
+        "Reading the table:\n- BM25 works\n- **Tests:**\n  - GAE against\n    a sum;\n"
+        "  - the clip\n- top\n  cont\n\n```\n  - in a fence\n```\n| a |\n- after a table\n"
+    )
+    assert docs_site.gfm_lists(text) == (
+        "Reading the table:\n\n- BM25 works\n- **Tests:**\n    - GAE against\n      a sum;\n"
+        "    - the clip\n- top\n  cont\n\n```\n  - in a fence\n```\n| a |\n- after a table\n"
+    )
