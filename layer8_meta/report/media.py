@@ -35,6 +35,8 @@ MAX_IMAGE_BYTES = 8 * 2**20
 MAX_TEXT_BYTES = 2**20
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".csv")
 MAX_PANELS = 6
+# a copy named manifest.json under <runs>/report/ would be indexed as a second copy of its run
+COPY_NAMES = {"manifest.json": "run_manifest.json"}
 UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 
 
@@ -114,7 +116,8 @@ def copy_run(assets: Assets, entry: Entry) -> Media:
         rel = p.relative_to(run.path).as_posix()
         media.images.append((assets.write(f"{base}/{safe_name(rel)}", p.read_bytes()), rel))
     for p in texts:
-        href = assets.write(f"{base}/{safe_name(p.name)}", p.read_bytes())
+        copy = COPY_NAMES.get(p.name, p.name)
+        href = assets.write(f"{base}/{safe_name(copy)}", p.read_bytes())
         media.artifacts.append((p.name, href))
     media.artifacts.append(("run folder", relative_href(run.path, assets.out_dir)))
     for c in checkpoints:

@@ -133,7 +133,8 @@ def planted(tmp_path_factory) -> Path:
 
 
 def copy_of(runs: Path, root: Path) -> Path:
-    shutil.copytree(runs, root / "runs", ignore=shutil.ignore_patterns("registry.sqlite*"))
+    ignore = shutil.ignore_patterns("registry.sqlite*")
+    shutil.copytree(runs, root / "runs", symlinks=True, ignore=ignore)  # latest stays a link
     return root / "runs"
 
 
@@ -433,3 +434,15 @@ def test_trend_series_split_where_the_config_changed(built):
     assert len(by_config) == 2 and len(set(by_config.values())) == 2
     for config_hash, label in by_config.items():
         assert label == f"quick preset, config {config_hash[:6]}"
+
+
+def test_a_report_inside_the_runs_folder_adds_no_runs_to_the_registry(tmp_path, planted):
+    runs = copy_of(planted, tmp_path)
+    build(tmp_path, runs, runs / "report")  # the default place: <runs>/report
+    reg = Registry.open(runs)
+    try:
+        again = reg.index()
+    finally:
+        reg.close()
+    assert (again.added, again.skipped) == (0, [])  # no copied manifest.json looks like a run
+    assert list((runs / "report").rglob("manifest.json")) == []
