@@ -4,6 +4,7 @@ Each command first brings the registry up to date (an incremental index: only ch
 are read), then answers::
 
     runs [--layer 4] [--deliverable X] [--status failed] [--since 7d] [--kind K] [--limit N]
+         [--top-level]            (sub-runs, inside another run's folder, say whose they are)
     show RUN                      everything of one run (RUN: an id, a unique prefix, a folder)
     compare RUN RUN               the config keys that differ and each metric's delta
     best --metric val_loss [--mode min|max] [--layer ...]   (mode from the name unless given)
@@ -57,7 +58,7 @@ def runs_table(rows: Sequence[RunRow]) -> str:
         (
             r.run_id[:8],
             r.layer,
-            r.deliverable,
+            r.deliverable + (f" (in {r.parent_id[:8]})" if r.nested and r.parent_id else ""),
             fmt(r.preset),
             r.status,
             r.start.replace("T", " "),
@@ -120,6 +121,9 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="an age (7d, 12h, 30m) or an ISO date")
     p.add_argument("--kind", help="deliverable, train, multirun, benchmark, ...")
     p.add_argument("--preset")
+    p.add_argument(
+        "--top-level", action="store_true", help="leave out sub-runs (runs inside another run)"
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -129,7 +133,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _runs(reg: Registry, a: argparse.Namespace, _: IndexReport) -> int:
     filters = {k: getattr(a, k) for k in ("layer", "deliverable", "status", "kind", "preset")}
-    rows = reg.runs(**filters, since=a.since, limit=a.limit)
+    nested = False if a.top_level else None
+    rows = reg.runs(**filters, since=a.since, limit=a.limit, nested=nested)
     print(runs_table(rows) if rows else "no runs match")
     print(f"{len(rows)} run(s) from {reg.db_path}")
     return 0
@@ -148,7 +153,8 @@ def _compare(reg: Registry, a: argparse.Namespace, _: IndexReport) -> int:
 def _best(reg: Registry, a: argparse.Namespace, _: IndexReport) -> int:
     mode = check_mode(a.mode, a.metric)
     filters = {k: getattr(a, k) for k in ("layer", "deliverable", "status", "kind", "preset")}
-    row = reg.best(a.metric, mode, **{k: v for k, v in filters.items() if v}, since=a.since)
+    given = {k: v for k, v in filters.items() if v}
+    row = reg.best(a.metric, mode, **given, since=a.since, nested=False if a.top_level else None)
     how = "given" if a.mode else "inferred from the name"
     print(f"best {a.metric} ({mode}, {how}): {row.metrics[a.metric]:.6g}")
     print(runs_table([row]))

@@ -331,7 +331,10 @@ class Registry:
         ``filters`` (as :meth:`runs`; ``status`` defaults to ok); mode None: :func:`infer_mode`."""
         order = "ASC" if check_mode(mode, metric) == "min" else "DESC"
         filters.setdefault("status", "ok")
-        unknown = set(filters) - {"layer", "deliverable", "status", "kind", "preset", "since"}
+        if filters.get("nested") is not None:
+            filters["nested"] = int(filters["nested"])
+        known = {"layer", "deliverable", "status", "kind", "preset", "since", "nested"}
+        unknown = set(filters) - known
         if unknown:
             raise ValueError(f"unknown filters {sorted(unknown)} for best()")
         where, params = _where(filters)

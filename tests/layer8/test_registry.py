@@ -190,6 +190,21 @@ def test_sub_runs_are_nested(runs: Path) -> None:
     assert reg.latest("layer3_framework", "train") is None  # a sub-run is no deliverable's latest
     assert ("layer3_framework", "train") not in reg.deliverables(kinds=None)
     assert reg.best("val_loss") == sub  # but it is a run: queries find it
+    assert reg.best("val_loss", nested=False).deliverable == "gd"
+
+
+def test_cli_marks_sub_runs(runs: Path, capsys) -> None:
+    parent = runs / "layer0_math" / "gd" / "latest"
+    owner = read_manifest(parent)["run_id"]
+    with open_run("layer3_framework", "train", preset="hydra", seed=0, config={},
+                  run_dir=parent / "train", kind="train", parent_id=owner):  # fmt: skip
+        pass
+    owner = owner[:8]
+    assert registry_cli.main(["runs", "--runs-dir", str(runs)]) == 0
+    assert f"train (in {owner})" in capsys.readouterr().out
+    assert registry_cli.main(["runs", "--runs-dir", str(runs), "--top-level"]) == 0
+    out = capsys.readouterr().out
+    assert "train" not in out and "4 run(s)" in out
 
 
 def test_best_infers_the_direction(runs: Path) -> None:
