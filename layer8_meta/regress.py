@@ -20,9 +20,10 @@ deliverable's timings (seconds, speed, MFU: the machine's load more than the cod
 as ``ignore``, a benchmark's are its point and are checked.
 
 Verdicts: REGRESSION (exit 1), improved, missing run (no ok run of an entry), missing metric,
-new metric, new deliverable (a run the baseline lacks). ``--update`` rewrites the baseline
-(atomically) from the newest ok runs, keeping every direction, tolerance and entry ``note``
-already in the file and the entries that have no run now.
+new metric, new deliverable (a run the baseline lacks), and "latest run failed" for a deliverable
+whose newest run failed after its newest ok one (compared: that ok one). ``--update``
+rewrites the baseline (atomically) from the newest ok runs, keeping every direction, tolerance
+and entry ``note`` already in the file and the entries that have no run now.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def current_runs(reg: Registry) -> dict[str, RunRow]:
         if row is not None:
             out[f"{layer}/{deliverable}"] = row
     return out
+
+
+def broken_since(reg: Registry, runs: dict[str, RunRow]) -> list[Finding]:
+    """The deliverables whose newest finished run failed after their newest ok one (what
+    broke: their metrics are the older ok run's, so say so)."""
+    found = []
+    for layer, deliverable in reg.deliverables():
+        key = f"{layer}/{deliverable}"
+        newest = reg.latest(layer, deliverable, status="failed")
+        ok = runs.get(key)
+        if newest is not None and (ok is None or newest.start > ok.start):
+            found.append(Finding(key, "-", f"latest run failed: {newest.error}"))
+    return found
 
 
 def updated_baseline(
@@ -252,7 +266,7 @@ def main(argv: list[str]) -> int:
             return 0
         if not a.baseline.exists():
             raise ValueError(f"no baseline at {a.baseline}; write one with `regress --update`")
-        found = regress(load_baseline(a.baseline), runs)
+        found = regress(load_baseline(a.baseline), runs) + broken_since(reg, runs)
     except (ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -89,18 +89,21 @@ def test_update_then_regress(tmp_path: Path, capsys) -> None:
     make_run(runs, "la", "x", {"val_loss": 1.06, "acc": 0.5, "train_seconds": 99.0, "extra": 1})
     make_run(runs, "benchmarks", "conv", {"conv_vs_torch": 1.0}, kind="benchmark")
     make_run(runs, "la", "z", {"score": 1.0})
+    with pytest.raises(RuntimeError):
+        with open_run("la", "z", preset="quick", seed=0, config={}, runs_dir=runs):
+            raise RuntimeError("z broke")
     shutil.rmtree(y)
     assert regress.main(argv) == 1
     rows = table_rows(capsys.readouterr().out)
     assert rows[0] == ["la/x", "val_loss", "1", "1.06", "+6.0%", "0.05 (min)", "REGRESSION"]
-    verdicts = {(r[0], r[1]): r[-1] for r in rows}
-    assert verdicts == {
-        ("la/x", "val_loss"): "REGRESSION",
-        ("la/x", "extra"): "new metric",
-        ("benchmarks/conv", "conv_vs_torch"): "improved",  # 2.0 -> 1.0, lower is better
-        ("la/y", "-"): "missing run",
-        ("la/z", "-"): "new deliverable",
-    }  # acc (-37.5 % within its 0.5) and train_seconds (ignored) are ok: not listed
+    assert sorted((r[0], r[1], r[-1]) for r in rows) == [
+        ("benchmarks/conv", "conv_vs_torch", "improved"),  # 2.0 -> 1.0, lower is better
+        ("la/x", "extra", "new metric"),
+        ("la/x", "val_loss", "REGRESSION"),
+        ("la/y", "-", "missing run"),
+        ("la/z", "-", "latest run failed: RuntimeError: z broke"),  # after its ok run
+        ("la/z", "-", "new deliverable"),
+    ]  # acc (-37.5 % within its 0.5) and train_seconds (ignored) are ok: not listed
 
     assert regress.main([*argv, "--update"]) == 0
     data = json.loads(baseline.read_text())
