@@ -5,8 +5,10 @@ where it went, with one line per layer that has no runs yet.
 ``report --check-targets`` writes nothing: it lists each target in targets.yaml whose metric
 the latest ok run of its deliverable did not record, and exits 1 when there is one.
 
-Bad input (an unreadable targets file, an output folder that is not the report's) prints one
-``error: ...`` line and exits 2.
+With no runs at all (a fresh clone) the report still comes out: every deliverable *not run*,
+with the command that runs it. Bad input (a ``--runs-dir`` that does not exist, an unreadable
+targets file, an output folder that is not the report's) prints one ``error: ...`` line and
+exits 2.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def describe(result: ReportResult) -> str:
 
 def main(argv: list[str]) -> int:
     a = parse(argv)
+    if a.runs_dir is None:  # a fresh clone has no runs yet: a report that says so
+        runs_root().mkdir(parents=True, exist_ok=True)
     runs_dir = a.runs_dir if a.runs_dir is not None else runs_root()
     if not runs_dir.is_dir():
         print(

@@ -446,3 +446,21 @@ def test_a_report_inside_the_runs_folder_adds_no_runs_to_the_registry(tmp_path, 
         reg.close()
     assert (again.added, again.skipped) == (0, [])  # no copied manifest.json looks like a run
     assert list((runs / "report").rglob("manifest.json")) == []
+
+
+def test_a_fresh_clone_gets_a_report_of_nothing_run(tmp_path, monkeypatch, capsys):
+    from layer8_meta.report import build as build_module
+    from layer8_meta.report import cli
+
+    runs = tmp_path / "fresh" / "runs"  # $DLSTACK_RUNS names a folder that is not there yet
+    monkeypatch.setenv("DLSTACK_RUNS", str(runs))
+    monkeypatch.setattr(build_module, "code_catalog", lambda: CATALOG)
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    layers = [g.layer for g in CATALOG]
+    assert [line for line in out.splitlines() if line.startswith("no runs yet")] == [
+        f"no runs yet: {layer}" for layer in layers
+    ]
+    page = parse(runs / "report" / "report.html")
+    assert set(page.status.values()) == {"not run"}
+    assert len(page.status) == sum(len(g.expected) for g in CATALOG)
