@@ -32,12 +32,12 @@ target's ids) to a file. External links are listed, never fetched. Any broken li
 
 from __future__ import annotations
 
-import argparse
 import ast
 import logging
 import posixpath
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Collection
@@ -49,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 import griffe
 
 from layer0_math.lab import REPO_ROOT, built_layers, runs_root
+from layer8_meta.registry.cli import Parser
 
 CONFIG = REPO_ROOT / "mkdocs.yml"
 DOCS = REPO_ROOT / "docs"
@@ -579,7 +580,7 @@ def check_links(site_dir: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m layer8_meta docs",
         description="Build the docs site (mkdocs-material) and check its links.",
     )
@@ -591,7 +592,7 @@ def main(argv: list[str]) -> int:
     try:
         result = build_docs(a.out, strict=not a.no_strict, report=a.report, runs_dir=a.runs)
     except (ValueError, DocsBuildError) as exc:
-        print("error: " + " ".join(str(exc).split()))
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     for line in result.warnings:
         print(f"warning: {line}")

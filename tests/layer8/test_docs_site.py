@@ -215,7 +215,7 @@ def test_the_report_page_embeds_the_report_or_says_how_to_make_one(tmp_path):
 def test_a_folder_the_command_did_not_build_is_never_replaced(tmp_path, capsys):
     mine = write(tmp_path / "notes" / "mine.md", "my notes")
     assert docs_site.main(["--out", str(tmp_path / "notes")]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: --out ") and "notes" in out and out.count("\n") == 1
     assert mine.read_text() == "my notes"
 
