@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from layer0_math.lab import close_dead_run, new_run_dir, read_manifest, runs_root
-from layer0_math.runrecord import FINAL_STATUSES, code_root, dead_child, git_state
+from layer0_math.runrecord import FINAL_STATUSES, code_root, dead_child
 from layer8_meta.registry import Registry, flatten, is_timing
 from layer8_meta.registry.cli import Parser, fmt, table
 from layer8_meta.registry.db import metric_values
@@ -66,7 +66,9 @@ class Plan:
 
 
 def _git(top: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["git", "--no-optional-locks", *args], cwd=top, capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
         raise ReproduceError(f"git {' '.join(args)} failed in {top}: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -95,13 +97,14 @@ def plan(man: dict[str, Any]) -> Plan:
         raise ReproduceError(why)
     top = Path(_git(code_root(man["layer"]), "rev-parse", "--show-toplevel"))
     recorded = man.get("git") or {}
-    commit, now = recorded.get("commit"), git_state(top)
+    commit, head = recorded.get("commit"), _git(top, "rev-parse", "HEAD")
+    dirty = bool(_git(top, "status", "--porcelain"))
     p = Plan(man, top, commit, in_worktree=False)
     if commit is None:
         p.notes.append("the run recorded no git commit: rerun with the code as it is now")
-    elif commit != now["commit"] or now["dirty"]:
+    elif commit != head or dirty:
         p.in_worktree = True
-        why = "HEAD has moved on" if commit != now["commit"] else "the working tree has changes"
+        why = "HEAD has moved on" if commit != head else "the working tree has changes"
         p.notes.append(f"{why}: rerun at {commit[:12]} in a temporary git worktree")
     else:
         p.notes.append(f"HEAD is {commit[:12]} and the tree is clean: rerun here")
