@@ -6,7 +6,8 @@ and seed (which fix the config), and the git commit of the code. Reproducing is:
     1. where:  HEAD is the run's commit and the tree is clean -> run here; else check the commit
                out in a temporary ``git worktree`` and run there, with this .venv's python and
                ``cwd`` = the worktree (so that its packages shadow the installed ones: checked
-               before the run, by asking the child's import system where the layer resolves)
+               before the run, by asking the child's import system where the layer resolves,
+               and after it, by the commit the rerun's own manifest recorded)
     2. run:    the layer runner's one-deliverable child (``layer0_math.runner _one``), into a new
                folder of the same runs dir, with ``DLSTACK_PARENT_RUN_ID`` = the original run, so
                the rerun is recorded as its child
@@ -145,7 +146,7 @@ def check_imports(cwd: Path, layer: str, env: dict[str, str]) -> None:
         text=True,
         timeout=120,
     )
-    origins = out.stdout.split()
+    origins = out.stdout.splitlines()
     for name, origin in zip(names, origins, strict=False):
         if origin == "-" or not Path(origin).resolve().is_relative_to(cwd.resolve()):
             raise ReproduceError(f"in {cwd}, {name} would be imported from {origin}, not {cwd}")
@@ -169,7 +170,16 @@ def rerun(p: Plan, cwd: Path, runs_dir: Path) -> Path:
     record = read_manifest(run) or {}
     if record.get("status") not in FINAL_STATUSES:
         status, why = dead_child(code) if code else ("failed", "ended with no final record")
-        close_dead_run(run, status, why, identity={"layer": man["layer"], "kind": "deliverable"})
+        close_dead_run(
+            run,
+            status,
+            why,
+            identity={
+                "layer": man["layer"],
+                "deliverable": man["deliverable"],
+                "kind": "deliverable",
+            },
+        )
     return run
 
 
@@ -178,6 +188,8 @@ def rerun(p: Plan, cwd: Path, runs_dir: Path) -> Path:
 
 @dataclass(frozen=True)
 class MetricCheck:
+    """One metric of the original run beside the rerun's (None: the run lacks it)."""
+
     name: str
     original: float | None
     rerun: float | None
