@@ -21,10 +21,11 @@ run only when either file's (mtime, size) changed; rows whose folder vanished ar
 **Never fatal, never corrupt.** A manifest that cannot be read (truncated, not JSON, not an
 object, without a run id, of an unknown status or a newer schema) or a leftover temporary file
 of an atomic write (:func:`~layer0_math.files.is_partial`) is reported with its reason and
-skipped (a layer 6 model version's manifest, kept in a run's folder, is no run and is passed over
-in silence), and is looked at again by every index until it is fixed or gone. The whole index is one
-transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a crash mid-way leaves the database as it was
-before, and concurrent readers wait (up to a minute) rather than fail.
+skipped, and looked at again by every index until it is fixed or gone; a layer 6 model
+version's manifest kept in a run's folder is no run and is passed over in silence. The whole
+index is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a crash mid-way leaves the
+database as it was before, and a second indexer waits (up to a minute) for the first to commit,
+then reads what it wrote, rather than failing.
 """
 
 from __future__ import annotations
