@@ -164,7 +164,7 @@ def checks_of(entry: Entry, targets: Sequence[Target]) -> list[Check]:
     for name in _shown_metrics(entry, applying):
         value = entry.values.get(name)
         mine = [t for t in applying if t.metric == name]
-        if not mine:
+        if not mine and (value is not None or run.status == "ok"):  # a failure's blanks: noise
             rows.append(Check(name, value, None, "no target"))
         for t in mine:
             rows.append(Check(name, value, t, t.verdict(metric_value(entry.values, name))))

@@ -269,6 +269,7 @@ def test_a_failed_run_shows_its_error_escaped(built):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in raw
     assert f"ValueError: {EVIL}" in "".join(page.text)  # the text a reader sees, intact
     assert "last ok run" in "".join(page.text)  # beta's earlier ok run is pointed at
+    assert [r for r in page.rows["beta"] if len(r) == 4] == []  # no table of blanks
     md = result.markdown.read_text()
     assert "ValueError: <script>" in md and "### beta: failed" in md
 
