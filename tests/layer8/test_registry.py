@@ -318,6 +318,16 @@ def test_cli_tables_and_errors(runs: Path, capsys) -> None:
     assert gd.run_id in out and str(gd.path) in out and "val_loss = 1" in out
     assert registry_cli.main(["best", "--metric", "val_loss", "--runs-dir", str(runs)]) == 0
     assert "(min, inferred from the name): 1" in capsys.readouterr().out
+    old, new = (r.run_id for r in reversed(Registry.open(runs).runs(deliverable="gpt")))
+    assert registry_cli.main(["compare", old[:8], new[:8], "--runs-dir", str(runs)]) == 0
+    rows = [[c.strip() for c in line.split(" | ")] for line in capsys.readouterr().out.splitlines()]
+    assert ["optim.eps", "(absent)", "1e-08"] in rows and ["val_loss", "3", "2.5", "-0.5"] in rows
+    (runs / "layer0_math/bad/1").mkdir(parents=True)
+    (runs / "layer0_math/bad/1/manifest.json").write_text("{")
+    assert registry_cli.main(["index", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "4 unchanged" in out and "1 skipped" in out
+    assert "bad/1/manifest.json: not valid JSON" in out
     for argv in (["show", "zzz"], ["runs", "--since", "soon"], ["runs", "--bogus"]):
         with pytest.raises(SystemExit) if "--bogus" in argv else contextlib.nullcontext():
             assert registry_cli.main([*argv, "--runs-dir", str(runs)]) == 2
