@@ -113,6 +113,10 @@ def current_runs(reg: Registry) -> dict[str, RunRow]:
     return out
 
 
+def _when(row: RunRow) -> tuple[str, str]:
+    return row.start, str(row.path)
+
+
 def broken_since(reg: Registry, runs: dict[str, RunRow]) -> list[Finding]:
     """The deliverables whose newest finished run failed after their newest ok one (what
     broke: their metrics are the older ok run's, so say so)."""
@@ -121,7 +125,8 @@ def broken_since(reg: Registry, runs: dict[str, RunRow]) -> list[Finding]:
         key = f"{layer}/{deliverable}"
         newest = reg.latest(layer, deliverable, status="failed")
         ok = runs.get(key)
-        if newest is not None and (ok is None or newest.start > ok.start):
+        # the start is to the second; the folder's name (a timestamp to the µs) breaks ties
+        if newest is not None and (ok is None or _when(newest) > _when(ok)):
             found.append(Finding(key, "-", f"latest run failed: {newest.error}"))
     return found
 

@@ -5,7 +5,7 @@ for the metrics of the rows it returns), so it stays well under 100 ms at 10,000
 
 **Which way is better.** ``best`` and the regression check need to know whether a metric should
 go down or up. :func:`infer_mode` reads it from the name: a metric named for a cost (loss, bpb,
-ppl/perplexity, fid, error, seconds, diff, overhead, ...) or a benchmark's time ratio
+ppl/perplexity, fid/kid, kl, error, seconds, diff, overhead, bytes, ...) or a benchmark's time ratio
 (``conv2d_vs_torch``) is minimised; anything else (accuracy, mfu, tokens_per_second, a speedup
 or a throughput ratio, ...) maximised. Pass ``mode`` when the name misleads.
 """
@@ -25,7 +25,8 @@ from layer8_meta.registry.db import RUN_COLUMNS, STATUSES, Indexer, IndexReport,
 
 MIN_WORDS = frozenset(
     (
-        "loss bpb ppl perplexity fid error err seconds diff mse rmse mae nll latency ms overhead"
+        "loss bpb ppl perplexity fid kid kl error errors err failures seconds diff mse rmse mae "
+        "nll latency ms overhead bytes"
     ).split()
 )
 MAX_WORDS = frozenset("throughput speedup accuracy".split())  # win over a cost word beside them

@@ -212,6 +212,7 @@ def test_best_infers_the_direction(runs: Path) -> None:
     assert (
         infer_mode("val_loss") == infer_mode("lstm_val_bpb") == infer_mode("train_seconds") == "min"
     )
+    assert infer_mode("ddim50_kid") == infer_mode("dpo_kl") == infer_mode("gpt_onnx_bytes") == "min"
     assert infer_mode("test_accuracy") == infer_mode("tokens_per_second") == "max"
     assert reg.best("val_loss").deliverable == "gd"  # min; the failed bert (9.0) is not ok
     assert reg.best("val_loss", layer="4").metrics["val_loss"] == 2.5
