@@ -166,7 +166,12 @@ def _panel(ax: object, metric: str, series: dict, entry: Entry) -> None:
     ax.set_title(metric, fontsize=10)
     ax.set_xlabel("run start")
     ax.set_ylabel(metric)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    from matplotlib import dates  # after pyplot(): the backend is chosen
+
+    ticks = dates.AutoDateLocator()
+    ax.xaxis.set_major_locator(ticks)
+    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(ticks))
+    ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=7)
 
 
