@@ -45,7 +45,7 @@ $(LAYER_TARGETS): layer%: $(STAMP)
 	$(BIN)/python -m $(filter layer$*_%,$(LAYER_DIRS)) $(RUN_ARGS)
 
 test: $(STAMP) lint ## all tests but gpu (xdist), ruff and the import contract
-	$(BIN)/python -m pytest -n auto -m "not gpu" --durations=15
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not gpu" --durations=15
 
 test-fast: $(STAMP) ## tests not marked slow
 	$(BIN)/python -m pytest -n auto -m "not gpu and not slow"
