@@ -72,16 +72,22 @@ def _own_tasks() -> dict[str, tuple[str, frozenset[str]]]:
     return found
 
 
+@functools.cache
+def _model_class(model: str) -> str:
+    """The class configs/model/<model>.yaml builds (composed once: collection asks per pair)."""
+    return compose([f"model={model}"]).model._target_
+
+
 def task_of(model: str) -> str:
     """The task an experiment trains ``model`` with (classification when none says otherwise)."""
-    own = _own_tasks().get(compose([f"model={model}"]).model._target_)
+    own = _own_tasks().get(_model_class(model))
     return own[0] if own else "classification"
 
 
 def paired(model: str, data: str) -> bool:
     """A model with a task of its own pairs with its experiments' data; others with any data
     that supplies their sizes."""
-    own = _own_tasks().get(compose([f"model={model}"]).model._target_)
+    own = _own_tasks().get(_model_class(model))
     return (own is None or data in own[1]) and fits(model, data)
 
 
