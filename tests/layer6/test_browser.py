@@ -7,30 +7,13 @@ Chromium in ``.ci/run``). A screenshot of the page goes to the test's tmp folder
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.chromium import ARGS, BROWSER_MARKS, CHROMIUM
 from tests.layer6.service_fakes import FakeLoader, fake_app, live_server, png_bytes
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def test_the_page_streams_samples_and_classifies(tmp_path):

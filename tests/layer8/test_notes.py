@@ -23,6 +23,7 @@ from layer0_math.lab import REPO_ROOT
 from layer8_meta.notes import cli
 from layer8_meta.notes.graph import build, chain, problems, render_html
 from layer8_meta.notes.parse import NoteError, code_problem, load_notes
+from tests.chromium import ARGS, CHROMIUM, browser_test
 
 NOTES = {
     "base": (0, ["layer0_math/numerics.py::softmax"], "The base."),
@@ -170,19 +171,12 @@ def test_the_real_notes_pass_check() -> None:
     assert all(n.code for n in notes.values()), "every concept note names its code"
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.mark.browser
-@pytest.mark.slow  # starts Chromium
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
+@browser_test
 def test_clicking_a_note_highlights_its_chain_in_a_browser(folder: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     page_path = render_html(load_notes(folder), tmp_path / "notes.html")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"], headless=True
-        )
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             errors: list[str] = []

@@ -12,27 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.chromium import ARGS, BROWSER_MARKS, CHROMIUM
 from tests.layer8.test_report import EXPECTED_STATUS, build, make_workspace
 
-# Chromium as tests/layer6/test_browser.py launches it (importing that module would import the
-# whole fake service for two constants)
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def test_the_report_renders_with_every_image_and_the_summary_visible(tmp_path: Path):
